@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Sets up everything Stockade needs on a Debian 12 host, idempotently, then runs one job.
+#
+#   bash scripts/bootstrap.sh demo   # set up, then launch one jailed microVM (the main job)
+#   bash scripts/bootstrap.sh test   # set up, then run the whole test suite
+#   bash scripts/bootstrap.sh setup  # set up only
+#
+# Each step checks before it acts: apt runs only when a package is missing, the venv is
+# created only when absent, and pip runs only when pyproject.toml changed since the last
+# install. A second run therefore starts in a second or two.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.stockade-installed"
+
+APT_PACKAGES=(
+    libseccomp2 libseccomp-dev libcap-dev gcc libc6-dev make python3 python3-venv python3-dev
+    busybox-static cpio e2fsprogs iproute2 strace acpica-tools bubblewrap qemu-system-x86
+    zstd xz-utils lz4 debootstrap binutils file
+)
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        log "must run as root (apt packages, namespaces, cgroups, /dev/kvm)"
+        exit 1
+    fi
+}
+
+install_apt_packages() {
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "apt packages: all present"
+        return
+    fi
+    log "apt packages: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+pick_python() {
+    # The venv is built on the host's python3; any 3.11+ interpreter will do.
+    local py
+    py="$(command -v python3)"
+    "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+        log "python3 >= 3.11 is required, found $("$py" --version 2>&1)"
+        exit 1
+    }
+    echo "$py"
+}
+
+install_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "venv: creating $VENV"
+        "$(pick_python)" -m venv "$VENV"
+    fi
+    if [ -f "$STAMP" ] && [ "$STAMP" -nt "$ROOT/pyproject.toml" ]; then
+        log "venv: up to date"
+        return
+    fi
+    log "venv: installing stockade (editable) with test dependencies"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" 2>&1 \
+        | grep -v "^WARNING: Location" >&2 || true
+    "$VENV/bin/python" -c 'import jailer, vmm, rootfs_builder, prctl, pyseccomp, cgroupspy, pyroute2, pytest, hypothesis'
+    touch "$STAMP"
+}
+
+setup() {
+    need_root
+    install_apt_packages
+    install_venv
+}
+
+main() {
+    local job="${1:-}"
+    shift || true
+    case "$job" in
+        setup)
+            setup
+            ;;
+        demo)
+            setup
+            exec "$VENV/bin/python" -m jailer.demo "$@"
+            ;;
+        test)
+            setup
+            cd "$ROOT"
+            exec "$VENV/bin/python" -m pytest "$@"
+            ;;
+        *)
+            log "usage: bash scripts/bootstrap.sh {demo|test|setup} [args...]"
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

@@ -168,6 +168,9 @@ class ErrorKind(enum.Enum):
     SECCOMP_INSTALL = ("Failed to install the seccomp filter: {error}",)
     CAPABILITIES = ("Failed to drop capabilities: {detail}",)
     PRIVILEGES = ("Failed to drop privileges: {detail}",)
+    UNAVAILABLE = ("{feature} is unavailable: {detail}",)
+    INTERNAL = ("Internal jailer error: {detail}",)
+    CLEANUP_INCOMPLETE = ("Clean-up after the failure was incomplete: {detail}",)
 
 
 class JailerError(Exception):

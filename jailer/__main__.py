@@ -1,0 +1,7 @@
+"""`python -m jailer`."""
+
+import sys
+
+from jailer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""Thin ctypes bindings for the system calls Python 3.11's `os` module lacks.
+
+Loaded on first use only: the jailer's start-up time is a product feature, and `--help` or a
+validation error never needs libc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+SYS_PIVOT_ROOT = 155
+SYS_CLOSE_RANGE = 436
+CLOSE_RANGE_UNSHARE = 2
+
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.unshare.argtypes = [ctypes.c_int]
+    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return libc
+
+
+def _check(result: int) -> int:
+    if result < 0:
+        number = ctypes.get_errno()
+        raise OSError(number, "")
+    return result
+
+
+def _encode(path: str | bytes | None) -> bytes | None:
+    return path.encode() if isinstance(path, str) else path
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc().mount(_encode(source), _encode(target), _encode(fstype), flags, _encode(data)))
+
+
+def umount2(target: str, flags: int) -> None:
+    _check(_libc().umount2(_encode(target), flags))
+
+
+def unshare(flags: int) -> None:
+    _check(_libc().unshare(flags))
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc().setns(fd, nstype))
+
+
+def sethostname(name: str) -> None:
+    encoded = name.encode()
+    _check(_libc().sethostname(encoded, len(encoded)))
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc().syscall(SYS_PIVOT_ROOT, _encode(new_root), _encode(put_old)))
+
+
+def close_range(first: int, last: int, flags: int) -> None:
+    libc = _libc()
+    _check(libc.syscall(SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(_libc().prctl(option, arg2, arg3, arg4, arg5))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+SYS_CAPSET = 126
+
+
+def clear_capability_sets() -> None:
+    """capset(2) with every set empty: effective, permitted and inheritable all become 0."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc().syscall(SYS_CAPSET, ctypes.byref(header), ctypes.byref(data)))
+
+
+SYS_CAPGET = 125
+
+
+def get_capability_sets() -> dict[str, int]:
+    """capget(2) for this thread: {"CapEff", "CapPrm", "CapInh"} as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc().syscall(SYS_CAPGET, ctypes.byref(header), ctypes.byref(data)))
+    return {
+        "CapEff": data[0].effective | data[1].effective << 32,
+        "CapPrm": data[0].permitted | data[1].permitted << 32,
+        "CapInh": data[0].inheritable | data[1].inheritable << 32,
+    }

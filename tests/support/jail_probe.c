@@ -8,6 +8,8 @@
  * Probe options, anywhere in argv (the jailer's own --id ... arguments come first):
  *   --out PATH        write the JSON to PATH (inside the jail) instead of stdout
  *   --api-sock PATH   create and bind a unix socket at PATH (like a VMM's API socket)
+ *   --write-bytes N   first write N bytes to /run/probe-fsize (an fsize rlimit below N kills
+ *                     the probe with SIGXFSZ, as it would kill a VMM)
  *   --wait            after reporting, pause until a signal ends the process
  */
 #define _GNU_SOURCE
@@ -91,13 +93,33 @@ static int errno_of(long result) { return result < 0 ? errno : 0; }
 int main(int argc, char **argv) {
     const char *out_path = NULL, *sock_path = NULL;
     int wait = 0;
+    long write_bytes = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out_path = argv[++i];
         else if (!strcmp(argv[i], "--api-sock") && i + 1 < argc)
             sock_path = argv[++i];
+        else if (!strcmp(argv[i], "--write-bytes") && i + 1 < argc)
+            write_bytes = atol(argv[++i]);
         else if (!strcmp(argv[i], "--wait"))
             wait = 1;
+    }
+    int write_errno = -1;
+    if (write_bytes >= 0) {
+        static char block[65536];
+        int fd = open("/run/probe-fsize", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        write_errno = fd < 0 ? errno : 0;
+        for (long done = 0; fd >= 0 && done < write_bytes;) {
+            long chunk = write_bytes - done < (long)sizeof block ? write_bytes - done : (long)sizeof block;
+            ssize_t n = write(fd, block, chunk);
+            if (n <= 0) {
+                write_errno = errno;
+                break;
+            }
+            done += n;
+        }
+        if (fd >= 0)
+            close(fd);
     }
     int sock_errno = -1;
     if (sock_path) {
@@ -153,6 +175,7 @@ int main(int argc, char **argv) {
     key("clone3_errno"); fprintf(out, "%d,", clone3_errno);
     key("io_uring_setup_errno"); fprintf(out, "%d,", io_uring_errno);
     key("api_sock_errno"); fprintf(out, "%d,", sock_errno);
+    key("write_errno"); fprintf(out, "%d,", write_errno);
 
     struct rlimit limit;
     getrlimit(RLIMIT_NOFILE, &limit);

@@ -7,6 +7,7 @@ pivot_root, and a lazy detach of the old root, so nothing of the host tree stays
 from __future__ import annotations
 
 import os
+import stat
 
 from jailer.errors import ErrorKind, JailerError, os_error_text
 from jailer.undo import UndoLog
@@ -74,7 +75,9 @@ def setup_jailed_folders(uid: int, gid: int, host_path, undo: UndoLog) -> None: 
     `host_path(jail_path)` maps a jail path to its host path for the undo log.
     """
     for folder in JAILED_FOLDERS:
-        if not os.path.isdir(folder):
+        if os.path.isdir(folder):
+            _restore_on_undo(host_path(folder), os.stat(folder), undo)
+        else:
             try:
                 os.mkdir(folder, 0o700)
             except OSError as error:
@@ -88,3 +91,13 @@ def setup_jailed_folders(uid: int, gid: int, host_path, undo: UndoLog) -> None: 
             os.chown(folder, uid, gid)
         except OSError as error:
             raise JailerError(ErrorKind.CHANGE_FILE_OWNER, path=folder, error=os_error_text(error)) from None
+
+
+def _restore_on_undo(path: str, before: os.stat_result, undo: UndoLog) -> None:
+    """A folder the user pre-created gets its mode and owner back if the run fails."""
+
+    def restore() -> None:
+        os.chown(path, before.st_uid, before.st_gid, follow_symlinks=False)
+        os.chmod(path, stat.S_IMODE(before.st_mode), follow_symlinks=False)
+
+    undo.add(f"{path} (mode and owner)", restore)

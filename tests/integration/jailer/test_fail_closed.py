@@ -1,0 +1,112 @@
+"""Fail closed: a validation failure creates nothing; a later failure removes what the run made."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from support.jail import Jail, error_text, tree_snapshot
+
+pytestmark = pytest.mark.root
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--uid", "x"], "Failed to parse arguments: The argument 'uid' was provided more than once.\n"),
+        (["--resource-limit", "no-file=abc"],
+         "Invalid limit value for resource: abc: invalid digit found in string\n"),
+        (["--resource-limit", "stack=10"], "Invalid resource argument: stack\n"),
+        (["--parent-cgroup", "../escape"],
+         "Parent cgroup path is invalid. Path should not be absolute or contain '..' or '.'\n"),
+        (["--cgroup-version", "v2"], "v2 is an invalid cgroup version specifier\n"),
+        (["--ro-bind", "/nonexistent-source"],
+         "Invalid bind mount /nonexistent-source: source /nonexistent-source: "
+         "No such file or directory (os error 2)\n"),
+        (["--bind", "/tmp:relative"], "Invalid bind mount /tmp:relative: destination relative is not an absolute path\n"),
+        (["--bind", "/tmp:/a/../b"], "Invalid bind mount /tmp:/a/../b: destination /a/../b contains '..'\n"),
+        (["--bind", "/tmp:/dev"], "Invalid bind mount /tmp:/dev: destination /dev is managed by the jailer\n"),
+        (["--seccomp-policy", "/nonexistent.json"], None),
+    ],
+)
+def test_validation_failure_leaves_nothing(jail: Jail, flags: list[str], message: str | None) -> None:
+    before = tree_snapshot(jail.base)
+    result = jail.run(*flags)
+    text = error_text(result)
+    if message is not None:
+        assert text == message
+    assert text.count("\n") == 1
+    assert tree_snapshot(jail.base) == before == {}
+
+
+def test_mknod_onto_existing_node_removes_what_the_run_created(jail: Jail) -> None:
+    """A pre-existing /dev/kvm in the jail makes mknod fail: everything this run made goes."""
+    (jail.chroot_dir / "dev").mkdir(parents=True)
+    (jail.chroot_dir / "dev/kvm").write_text("not a device")
+    before = tree_snapshot(jail.base)
+
+    result = jail.run()
+
+    assert error_text(result) == "Failed to create /dev/kvm via mknod inside the jail: File exists (os error 17)\n"
+    # Pre-existing entries remain, with their modes and owners restored.
+    assert tree_snapshot(jail.base) == before
+    assert (jail.chroot_dir / "dev/kvm").read_text() == "not a device"
+
+
+def test_failure_after_creation_removes_the_whole_new_tree(jail: Jail, tmp_path: Path) -> None:
+    """A non-executable exec file is caught before the privilege drop and everything is removed."""
+    not_executable = tmp_path / "data.bin"
+    not_executable.write_bytes(b"\x7fELF not really")
+    not_executable.chmod(0o644)
+
+    result = jail.run(exec_file=str(not_executable))
+
+    assert error_text(result) == "Failed to exec into Firecracker: Permission denied (os error 13)\n"
+    assert list(jail.base.iterdir()) == []
+
+
+def test_missing_elf_interpreter_in_the_jail_is_caught_and_undone(jail: Jail, tmp_path: Path) -> None:
+    dynamic = tmp_path / "dynamic-true"
+    shutil.copy(shutil.which("true") or "/bin/true", dynamic)
+    from jailer.preflight import interpreter_of
+
+    interpreter = interpreter_of(str(dynamic))
+    if interpreter is None:
+        pytest.skip("the system's true(1) is statically linked")
+
+    result = jail.run(exec_file=str(dynamic))
+
+    assert error_text(result) == (
+        f"Failed to exec into Firecracker: No such file or directory (os error 2): "
+        f"interpreter {interpreter} is not inside the jail\n"
+    )
+    assert list(jail.base.iterdir()) == []
+
+
+def test_existing_pid_file_is_an_error_and_run_is_undone(jail: Jail) -> None:
+    jail.chroot_dir.mkdir(parents=True)
+    jail.pid_file.write_text("4242")
+    result = jail.run("--new-pid-ns")
+    assert error_text(result) == f"Failed to open file /{jail.probe.name}.pid: File exists (os error 17)\n"
+    assert sorted(path.name for path in jail.chroot_dir.iterdir()) == [f"{jail.probe.name}.pid"]
+    assert jail.pid_file.read_text() == "4242"
+
+
+def test_bind_mount_points_are_removed_on_failure(jail: Jail, tmp_path: Path) -> None:
+    source_dir = tmp_path / "kernel-dir"
+    source_dir.mkdir()
+    source_file = tmp_path / "rootfs.img"
+    source_file.write_bytes(b"x")
+    (jail.chroot_dir / "dev").mkdir(parents=True)
+    os.mknod(jail.chroot_dir / "dev/kvm", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    before = tree_snapshot(jail.base)
+
+    result = jail.run("--ro-bind", f"{source_dir}:/boot/kernel", "--bind", f"{source_file}:/images/rootfs.img")
+
+    assert "via mknod inside the jail: File exists" in error_text(result)
+    assert tree_snapshot(jail.base) == before
+    assert source_file.read_bytes() == b"x"

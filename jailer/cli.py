@@ -62,8 +62,6 @@ class JailRun:
         )
 
         libc._libc()
-        if self.config.seccomp is not None and self.config.seccomp.program is not None:
-            from jailer.policies import loader  # noqa: F401
 
     def run(self) -> None:
         from jailer import chroot, exec_file, resource_limits

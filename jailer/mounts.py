@@ -37,6 +37,10 @@ def parse_bind(spec: str, *, read_only: bool) -> BindMount:
         os.stat(source)
     except OSError as error:
         raise JailerError(ErrorKind.BIND_SPEC, value=spec, detail=f"source {source}: {os_error_text(error)}") from None
+    except ValueError:
+        raise JailerError(ErrorKind.BIND_SPEC, value=spec, detail="the path contains a NUL byte") from None
+    if "\0" in target:
+        raise JailerError(ErrorKind.BIND_SPEC, value=spec, detail="the path contains a NUL byte")
     _check_target_syntax(spec, target)
     return BindMount(os.path.abspath(source), os.path.normpath(target), read_only)
 
@@ -56,9 +60,9 @@ def check_bind_targets(binds: list[BindMount], exec_file_name: str) -> None:
     reserved = ("/", "/dev", f"/{exec_file_name}", f"/{exec_file_name}.pid")
     for bind in binds:
         if bind.target in reserved or bind.target.startswith("/dev/"):
-            spec = f"{bind.source}:{bind.target}"
             raise JailerError(
-                ErrorKind.BIND_SPEC, value=spec, detail=f"destination {bind.target} is managed by the jailer"
+                ErrorKind.BIND_SPEC, value=f"{bind.source}:{bind.target}",
+                detail=f"destination {bind.target} is managed by the jailer"
             )
 
 
@@ -75,13 +79,16 @@ def python_runtime_binds() -> list[BindMount]:
     return [BindMount(str(source), os.path.normpath(str(target)), True) for source, target in pairs]
 
 
-def _create_mount_point(jail_root: str, target: str, source_is_dir: bool, record: Callable[[str, bool], None]) -> str:
+def _create_mount_point(
+    jail_root: str, bind: BindMount, source_is_dir: bool, record: Callable[[str, bool], None]
+) -> str:
     """Create the mount point (and missing parents) under `jail_root`, never through a symlink.
 
     `record(path, is_dir)` is called for each path this run created, parents first.
     """
+    spec = f"{bind.source}:{bind.target}"
     current = jail_root
-    components = [part for part in target.split("/") if part]
+    components = [part for part in bind.target.split("/") if part]
     for index, part in enumerate(components):
         current = os.path.join(current, part)
         last = index == len(components) - 1
@@ -100,8 +107,8 @@ def _create_mount_point(jail_root: str, target: str, source_is_dir: bool, record
             continue
         if stat.S_ISLNK(mode) or (want_dir and not stat.S_ISDIR(mode)):
             raise JailerError(
-                ErrorKind.BIND_MOUNT, src="(jail)", dst=current,
-                error="the path inside the jail is a symlink or not a directory",
+                ErrorKind.BIND_SPEC, value=spec,
+                detail=f"{current} inside the jail is a symlink or not a directory",
             )
     return current
 
@@ -114,7 +121,7 @@ def make_bind_mounts(binds: list[BindMount], jail_root: str, record: Callable[[s
 
     for bind in binds:
         source_is_dir = os.path.isdir(bind.source)
-        mount_point = _create_mount_point(jail_root, bind.target, source_is_dir, record)
+        mount_point = _create_mount_point(jail_root, bind, source_is_dir, record)
         try:
             libc.mount(bind.source, mount_point, None, libc.MS_BIND)
             flags = libc.MS_REMOUNT | libc.MS_BIND | libc.MS_NOSUID | libc.MS_NODEV

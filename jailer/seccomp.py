@@ -1,5 +1,8 @@
 """The jailer's outer seccomp filter: chosen and compiled during validation, installed last.
 
+Installing uses the jailer's own ctypes call rather than the toolchain's loader: it runs inside
+the jail after pivot_root, where nothing can be imported any more.
+
 Compiling happens before anything is created on disk and before pivot_root, because the policy
 file and libseccomp live outside the jail; installing happens after the privilege drop, right
 before exec, with TSYNC so every thread carries it (no_new_privs is set by then, so no
@@ -91,10 +94,10 @@ def install(choice: SeccompChoice) -> None:
     """Install the compiled filter process-wide (nothing for `--no-seccomp`)."""
     if choice.program is None:
         return
-    from jailer.policies import loader
+    from jailer import libc
 
     try:
-        loader.install_filter(choice.program, all_threads=True)
+        libc.install_seccomp_filter(choice.program, all_threads=True)
     except OSError as error:
         from jailer.errors import os_error_text
 

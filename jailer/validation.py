@@ -24,6 +24,7 @@ U32_MAX = (1 << 32) - 1
 U8_MAX = (1 << 8) - 1
 U64_MAX = (1 << 64) - 1
 DEFAULT_NO_FILE = 2048
+NUL_BYTE_TEXT = "file name contained an unexpected NUL byte"  # Rust's io::Error text
 
 
 @dataclass
@@ -92,6 +93,8 @@ def canonicalize(path: str) -> str:
         return os.path.realpath(path, strict=True)
     except OSError as error:
         raise JailerError(ErrorKind.CANONICALIZE, path=path, error=os_error_text(error)) from None
+    except ValueError:  # an embedded NUL: unreachable from argv, possible in-process
+        raise JailerError(ErrorKind.CANONICALIZE, path=path, error=NUL_BYTE_TEXT) from None
 
 
 def validate_exec_file(path: str) -> tuple[str, str]:

@@ -138,10 +138,11 @@ class JailRun:
         from jailer import privileges, seccomp
 
         config = self.config
+        privileges.harden_capabilities()
+        # Past this point a clean-up could not re-enter the host mount namespace anyway.
         if self.host_mount_ns is not None:
             os.close(self.host_mount_ns)
             self.host_mount_ns = None
-        privileges.harden_capabilities()
         privileges.switch_ids(config.uid, config.gid)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         # Python ignores SIGPIPE and SIGXFSZ; the VMM must see the defaults (an fsize rlimit kills).

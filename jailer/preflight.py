@@ -15,6 +15,14 @@ import struct
 from jailer.errors import ErrorKind, JailerError, os_error_text
 
 _PT_INTERP = 3
+_ELFCLASS64 = 2
+_ELFDATA2LSB = 1
+_EM_X86_64 = 62
+_ENOEXEC = 8
+
+
+class _NotExecutable(Exception):
+    """execve would fail with ENOEXEC."""
 
 
 def interpreter_of(path: str) -> str | None:
@@ -25,8 +33,14 @@ def interpreter_of(path: str) -> str | None:
             handle.seek(0)
             line = handle.readline(256)[2:].strip()
             return line.split()[0].decode(errors="surrogateescape") if line else None
-        if not header.startswith(b"\x7fELF") or len(header) < 64 or header[4] != 2 or header[5] != 1:
-            return None  # not a 64-bit little-endian ELF: leave the verdict to execve
+        if not header.startswith(b"\x7fELF"):
+            # binfmt_misc handlers live outside the jail, so in it only ELF and #! can run.
+            raise _NotExecutable("neither an ELF file nor a #! script")
+        if len(header) < 64 or header[4] != _ELFCLASS64 or header[5] != _ELFDATA2LSB:
+            raise _NotExecutable("not a 64-bit little-endian ELF file")
+        machine, = struct.unpack_from("<H", header, 0x12)
+        if machine != _EM_X86_64:
+            raise _NotExecutable(f"ELF machine {machine} is not x86-64 ({_EM_X86_64})")
         phoff, = struct.unpack_from("<Q", header, 0x20)
         phentsize, phnum = struct.unpack_from("<HH", header, 0x36)
         handle.seek(phoff)
@@ -45,13 +59,13 @@ def interpreter_of(path: str) -> str | None:
 def check_executable(jail_path: str, uid: int, gid: int) -> None:
     """Raise EXEC with the errno execve would give, for the cases detectable beforehand."""
     try:
-        info = os.stat(jail_path)
-        allowed = _may_execute(info, uid, gid)
+        if not _may_execute(os.stat(jail_path), uid, gid):
+            raise JailerError(ErrorKind.EXEC, error=os_error_text(13))
         interpreter = interpreter_of(jail_path)
     except OSError as error:
         raise JailerError(ErrorKind.EXEC, error=os_error_text(error)) from None
-    if not allowed:
-        raise JailerError(ErrorKind.EXEC, error=os_error_text(13))
+    except (_NotExecutable, struct.error) as error:
+        raise JailerError(ErrorKind.EXEC, error=f"{os_error_text(_ENOEXEC)}: {error or 'truncated ELF file'}") from None
     if interpreter is not None and not os.path.exists(interpreter):
         raise JailerError(
             ErrorKind.EXEC, error=f"{os_error_text(2)}: interpreter {interpreter} is not inside the jail"

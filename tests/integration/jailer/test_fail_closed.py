@@ -69,6 +69,33 @@ def test_failure_after_creation_removes_the_whole_new_tree(jail: Jail, tmp_path:
     assert list(jail.base.iterdir()) == []
 
 
+def test_foreign_architecture_elf_is_caught_and_undone(jail: Jail, tmp_path: Path) -> None:
+    """An aarch64 binary on x86-64 would fail execve with ENOEXEC after the privilege drop."""
+    foreign = tmp_path / "firecracker-aarch64"
+    header = bytearray(jail.probe.read_bytes()[:4096])
+    header[0x12:0x14] = (183).to_bytes(2, "little")  # EM_AARCH64
+    foreign.write_bytes(bytes(header))
+    foreign.chmod(0o755)
+
+    result = jail.run(exec_file=str(foreign))
+
+    assert error_text(result) == (
+        "Failed to exec into Firecracker: Exec format error (os error 8): ELF machine 183 is not x86-64 (62)\n"
+    )
+    assert list(jail.base.iterdir()) == []
+
+
+def test_file_neither_elf_nor_script_is_caught_and_undone(jail: Jail, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"garbage")
+    garbage.chmod(0o755)
+    result = jail.run(exec_file=str(garbage))
+    assert error_text(result) == (
+        "Failed to exec into Firecracker: Exec format error (os error 8): neither an ELF file nor a #! script\n"
+    )
+    assert list(jail.base.iterdir()) == []
+
+
 def test_missing_elf_interpreter_in_the_jail_is_caught_and_undone(jail: Jail, tmp_path: Path) -> None:
     dynamic = tmp_path / "dynamic-true"
     shutil.copy(shutil.which("true") or "/bin/true", dynamic)

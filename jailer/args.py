@@ -7,19 +7,24 @@ Errors carry the reference's texts so tools that match them keep working.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from jailer.errors import ErrorKind, JailerError
 
 
-@dataclass(frozen=True)
+# Plain classes instead of dataclasses/typing here: importing those costs milliseconds on every
+# jailer start, and start-up time is a product feature.
 class ArgSpec:
-    name: str
-    help: str
-    takes_value: bool = True
-    required: bool = False
-    multiple: bool = False
-    default: str | None = None
+    """One flag of the command line."""
+
+    __slots__ = ("name", "help", "takes_value", "required", "multiple", "default")
+
+    def __init__(self, name: str, help: str, *, takes_value: bool = True, required: bool = False,
+                 multiple: bool = False, default: str | None = None) -> None:
+        self.name = name
+        self.help = help
+        self.takes_value = takes_value
+        self.required = required
+        self.multiple = multiple
+        self.default = default
 
 
 ARG_SPECS: tuple[ArgSpec, ...] = (
@@ -66,16 +71,16 @@ HELP_SPEC = ArgSpec("help", "Show the help message.", takes_value=False)
 EPILOGUE = "Any arguments after the -- separator will be supplied to the jailed binary."
 
 
-@dataclass
 class ParsedArgs:
     """What the command line said: single values, flags, repeatable values, extra args."""
 
-    values: dict[str, str] = field(default_factory=dict)
-    flags: set[str] = field(default_factory=set)
-    multiples: dict[str, list[str]] = field(default_factory=dict)
-    extra_args: list[str] = field(default_factory=list)
-    help: bool = False
-    version: bool = False
+    def __init__(self, extra_args: list[str] | None = None) -> None:
+        self.values: dict[str, str] = {}
+        self.flags: set[str] = set()
+        self.multiples: dict[str, list[str]] = {}
+        self.extra_args: list[str] = extra_args or []
+        self.help = False
+        self.version = False
 
     def value(self, name: str) -> str | None:
         if name in self.values:

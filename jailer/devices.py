@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Callable
 
 from jailer.errors import ErrorKind, JailerError, os_error_text
 from jailer.undo import UndoLog
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MISC_MAJOR = 10
 URANDOM_WARNING = (
@@ -17,12 +19,16 @@ URANDOM_WARNING = (
 )
 
 
-@dataclass(frozen=True)
 class DeviceNode:
-    path: str
-    major: int
-    minor: int
-    fatal: bool = True
+    """A character device the jail gets; `fatal=False` only warns when mknod fails."""
+
+    __slots__ = ("path", "major", "minor", "fatal")
+
+    def __init__(self, path: str, major: int, minor: int, fatal: bool = True) -> None:
+        self.path = path
+        self.major = major
+        self.minor = minor
+        self.fatal = fatal
 
 
 def jail_devices(userfaultfd_minor: int | None) -> list[DeviceNode]:

@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Callable
 
 from jailer.errors import ErrorKind, JailerError, os_error_text
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-@dataclass(frozen=True)
+
 class BindMount:
-    source: str
-    target: str
-    read_only: bool
+    """Host path `source` mounted at jail path `target`."""
 
-    @property
-    def flag_spelling(self) -> str:
-        return "--ro-bind" if self.read_only else "--bind"
+    __slots__ = ("source", "target", "read_only")
+
+    def __init__(self, source: str, target: str, read_only: bool) -> None:
+        self.source = source
+        self.target = target
+        self.read_only = read_only
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BindMount) and (self.source, self.target, self.read_only) == (
+            other.source, other.target, other.read_only)
+
+    def __repr__(self) -> str:
+        return f"BindMount({self.source!r}, {self.target!r}, read_only={self.read_only})"
 
 
 def parse_bind(spec: str, *, read_only: bool) -> BindMount:

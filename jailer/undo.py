@@ -8,15 +8,17 @@ never silently leaves a half-built jail.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable
 
 from jailer.errors import os_error_text
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-@dataclass
+
 class UndoLog:
-    entries: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, Callable[[], None]]] = []
 
     def add(self, description: str, action: Callable[[], None]) -> None:
         self.entries.append((description, action))

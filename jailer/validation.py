@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
 
 from jailer.args import ParsedArgs
 from jailer.errors import ErrorKind, JailerError, os_error_text
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from jailer.mounts import BindMount
 
 MAX_ID_LEN = 64
@@ -27,34 +28,51 @@ DEFAULT_NO_FILE = 2048
 NUL_BYTE_TEXT = "file name contained an unexpected NUL byte"  # Rust's io::Error text
 
 
-@dataclass
+# Plain classes instead of dataclasses/typing: importing those costs milliseconds on every jailer
+# start, and start-up time is a product feature.
 class SeccompChoice:
-    """Which outer filter to install: None program means `--no-seccomp`."""
+    """Which outer filter to install: a None program means `--no-seccomp`."""
 
-    description: str
-    program: bytes | None
+    __slots__ = ("description", "program")
+
+    def __init__(self, description: str, program: bytes | None) -> None:
+        self.description = description
+        self.program = program
 
 
-@dataclass
 class JailConfig:
-    jail_id: str
-    exec_file: str
-    exec_file_name: str
-    chroot_base: str
-    chroot_dir: str
-    uid: int
-    gid: int
-    netns: str | None
-    daemonize: bool
-    new_pid_ns: bool
-    parent_cgroup: str
-    cgroup_version: int
-    cgroup_plan: Any | None
-    resource_limits: dict[str, int]
-    userfaultfd_minor: int | None
-    binds: list["BindMount"] = field(default_factory=list)
-    seccomp: SeccompChoice | None = None
-    extra_args: list[str] = field(default_factory=list)
+    """Everything a run needs, validated; `cgroup_plan` is a `jailer.cgroups.CgroupPlan` or None."""
+
+    __slots__ = (
+        "jail_id", "exec_file", "exec_file_name", "chroot_base", "chroot_dir", "uid", "gid", "netns",
+        "daemonize", "new_pid_ns", "parent_cgroup", "cgroup_version", "cgroup_plan", "resource_limits",
+        "userfaultfd_minor", "binds", "seccomp", "extra_args",
+    )
+
+    def __init__(
+        self, *, jail_id: str, exec_file: str, exec_file_name: str, chroot_base: str, chroot_dir: str,
+        uid: int, gid: int, netns: str | None, daemonize: bool, new_pid_ns: bool, parent_cgroup: str,
+        cgroup_version: int, cgroup_plan: object | None, resource_limits: dict[str, int],
+        userfaultfd_minor: int | None, extra_args: list[str],
+    ) -> None:
+        self.jail_id = jail_id
+        self.exec_file = exec_file
+        self.exec_file_name = exec_file_name
+        self.chroot_base = chroot_base
+        self.chroot_dir = chroot_dir
+        self.uid = uid
+        self.gid = gid
+        self.netns = netns
+        self.daemonize = daemonize
+        self.new_pid_ns = new_pid_ns
+        self.parent_cgroup = parent_cgroup
+        self.cgroup_version = cgroup_version
+        self.cgroup_plan: Any = cgroup_plan
+        self.resource_limits = resource_limits
+        self.userfaultfd_minor = userfaultfd_minor
+        self.extra_args = extra_args
+        self.binds: list[BindMount] = []
+        self.seccomp: SeccompChoice | None = None
 
 
 def parse_rust_uint(text: str, maximum: int) -> int | None:

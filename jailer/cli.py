@@ -80,7 +80,11 @@ class JailRun:
             join_netns(config.netns)
         resource_limits.install_limits(config.resource_limits)
         if config.cgroup_plan is not None:
+            from jailer.cgroup_return import CgroupMembership
+
+            # Undo runs newest first: leave the jail's cgroups, then remove them.
             self.undo.add("cgroups", config.cgroup_plan.undo)
+            self.undo.add("cgroup membership", CgroupMembership.of_this_process().rejoin)
             config.cgroup_plan.apply(os.getpid())
         dev_null = None
         if config.daemonize:

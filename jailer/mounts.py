@@ -128,7 +128,9 @@ def make_bind_mounts(binds: list[BindMount], jail_root: str, record: Callable[[s
         return
     from jailer import libc
 
-    for bind in binds:
+    # Shallow targets first, so a bind nested inside another lands on top of it (stable: for
+    # the same target, the later flag wins).
+    for bind in sorted(binds, key=lambda bind: bind.target.count("/")):
         source_is_dir = os.path.isdir(bind.source)
         mount_point = _create_mount_point(jail_root, bind, source_is_dir, record)
         try:

@@ -85,3 +85,13 @@ def test_symlink_inside_jail_is_not_followed(jail: Jail, sources: tuple[Path, Pa
     )
     assert list(outside.iterdir()) == []
     assert sorted(os.listdir(jail.chroot_dir)) == ["ro"]
+
+
+def test_nested_binds_land_inside_read_only_parent(jail: Jail, sources: tuple[Path, Path], tmp_path: Path) -> None:
+    """Given in any order, a bind nested in a read-only bind is mounted after (on top of) it."""
+    directory, image = sources
+    (directory / "images").mkdir()
+    (directory / "images/disk.img").write_bytes(b"")
+    probe = jail.start("--bind", f"{image}:/share/images/disk.img", "--ro-bind", f"{directory}:/share")
+    assert {"ro"} <= mount_options(probe.pid, "/share")
+    assert {"rw", "nosuid", "nodev"} <= mount_options(probe.pid, "/share/images/disk.img")

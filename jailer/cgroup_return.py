@@ -37,16 +37,17 @@ class CgroupMembership:
                     break
         return cls(procs_files)
 
-    def rejoin(self) -> None:
-        """Move this process back; failures are left to the directory removal to report."""
-        pid = str(os.getpid()).encode()
+    def rejoin(self, pid: int | None = None) -> None:
+        """Move the process (default: this one) back; failures are left to the directory
+        removal to report."""
+        encoded = str(pid or os.getpid()).encode()
         for procs in self.procs_files:
             try:
                 fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
             except OSError:
                 continue
             try:
-                os.write(fd, pid)
+                os.write(fd, encoded)
             except OSError:
                 pass
             finally:

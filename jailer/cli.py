@@ -15,6 +15,10 @@ from jailer.errors import ErrorKind, JailerError
 from jailer.undo import UndoLog
 from jailer.validation import JailConfig, validate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from jailer.janitor import Janitor
+
 
 def _monotonic_us() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
@@ -45,6 +49,9 @@ class JailRun:
         self.undo = UndoLog()
         self.host_mount_ns: int | None = None
         self.in_jail_mount_ns = False
+        self.janitor: Janitor | None = None
+        # Set in the janitor: the failing process to move out of the jail's cgroups.
+        self.failing_pid: int | None = None
 
     def host_path(self, jail_path: str) -> str:
         return os.path.join(self.config.chroot_dir, jail_path.lstrip("/"))
@@ -57,8 +64,8 @@ class JailRun:
         import prctl  # noqa: F401
 
         from jailer import (  # noqa: F401
-            chroot, daemonize, devices, exec_file, libc, mounts, namespaces, preflight, privileges,
-            resource_limits, seccomp,
+            chroot, daemonize, devices, exec_file, janitor, libc, mounts, namespaces, preflight,
+            privileges, resource_limits, seccomp,
         )
 
         libc._libc()
@@ -84,7 +91,8 @@ class JailRun:
 
             # Undo runs newest first: leave the jail's cgroups, then remove them.
             self.undo.add("cgroups", config.cgroup_plan.undo)
-            self.undo.add("cgroup membership", CgroupMembership.of_this_process().rejoin)
+            membership = CgroupMembership.of_this_process()
+            self.undo.add("cgroup membership", lambda: membership.rejoin(self.failing_pid))
             config.cgroup_plan.apply(os.getpid())
         dev_null = None
         if config.daemonize:
@@ -118,16 +126,24 @@ class JailRun:
     def write_pid_file_and_fork(self) -> None:
         """Step 17: the pid file always; with --new-pid-ns the parent writes the child's pid and exits 0."""
         from jailer import namespaces
+        from jailer.janitor import start_janitor
 
         config = self.config
         jail_path = f"/{config.exec_file_name}.pid"
         fd = namespaces.create_pid_file(jail_path)
         self.undo.created_path(self.host_path(jail_path), is_dir=False)
         try:
+            # Everything is recorded now; from here on failures are undone by the janitor,
+            # forked before the PID namespace so it is never a child of the VMM.
+            self.janitor = start_janitor(self.clean_up_in_janitor)
             if config.new_pid_ns:
                 child = namespaces.fork_into_new_pid_namespace(config.daemonize)
                 if child:
-                    namespaces.write_pid_file(fd, jail_path, child)
+                    try:
+                        namespaces.write_pid_file(fd, jail_path, child)
+                    except JailerError:
+                        namespaces.kill_child(child)
+                        raise
                     sys.stdout.flush()
                     os._exit(0)
             else:
@@ -172,13 +188,21 @@ class JailRun:
 
             raise JailerError(ErrorKind.EXEC, error=os_error_text(error)) from None
 
+    def clean_up_in_janitor(self, failing_pid: int) -> list[str]:
+        self.failing_pid = failing_pid
+        return self.abort()
+
     def abort(self) -> list[str]:
         """Revert what this run created, from the host's mount namespace when we left it."""
+        if self.janitor is not None:
+            janitor, self.janitor = self.janitor, None
+            self.undo.forget()
+            return janitor.abort()
         if self.in_jail_mount_ns:
             if self.host_mount_ns is None:
-                failures = [f"{d}" for d, _ in reversed(self.undo.entries)]
+                left = ", ".join(description for description, _ in reversed(self.undo.entries))
                 self.undo.forget()
-                return [f"privileges already dropped; left behind: {', '.join(failures)}"] if failures else []
+                return [f"cannot return to the host mount namespace; left behind: {left}"] if left else []
             from jailer import libc
 
             try:

@@ -12,8 +12,9 @@ Stockade hardening (on by default, beyond Firecracker's jailer):
   - fail closed: any failure after validation removes what this run created (the copied exec
     file, device nodes, pid file, directories, bind mount points, cgroup directories) and
     exits 1; validation failures create nothing.
-  - before the privilege drop the jailer checks that the exec file is executable by uid:gid
-    and that its ELF or #! interpreter exists inside the jail.
+    Failures after the privilege drop are undone by a root janitor process forked just before.
+  - before the privilege drop the jailer checks that the exec file is executable by uid:gid,
+    is an x86-64 ELF or #! script, and that its interpreter exists inside the jail.
   - errors are one line on stderr (no Rust-style second 'Error: ...' line); exit status 1.
 
 """

@@ -59,3 +59,14 @@ def fork_into_new_pid_namespace(daemonized: bool) -> int:
         # The new init must not get SIGHUP when the jailer, its session leader, exits.
         os.setsid()
     return pid
+
+
+def kill_child(pid: int) -> None:
+    """Stop a child that must not outlive a failed run (the new PID namespace's init)."""
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass

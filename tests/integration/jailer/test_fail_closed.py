@@ -137,3 +137,31 @@ def test_bind_mount_points_are_removed_on_failure(jail: Jail, tmp_path: Path) ->
     assert "via mknod inside the jail: File exists" in error_text(result)
     assert tree_snapshot(jail.base) == before
     assert source_file.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("new_pid_ns", [False, True], ids=["same-pid-ns", "new-pid-ns"])
+def test_exec_failure_after_privilege_drop_is_undone_by_the_janitor(jail: Jail, new_pid_ns: bool) -> None:
+    """ETXTBSY cannot be foreseen: the exec fails after the uid switch, when only the janitor
+    (root, host mount namespace) can still remove what the run created."""
+    jail.chroot_dir.mkdir(parents=True)
+    destination = jail.chroot_dir / jail.probe.name
+    destination.write_bytes(b"")
+    destination.chmod(0o755)
+    before = {path: entry for path, entry in tree_snapshot(jail.base).items()}
+    writer = os.open(destination, os.O_WRONLY)  # keeps the copied binary busy for execve
+    try:
+        result = jail.run(*(["--new-pid-ns"] if new_pid_ns else []))
+    finally:
+        os.close(writer)
+    if new_pid_ns:
+        # The reference's parent exits 0 once the pid file is written; the failure is the child's.
+        assert result.returncode == 0
+        from support.jail import wait_until
+
+        wait_until(lambda: set(tree_snapshot(jail.base)) == set(before), what="the janitor's clean-up")
+    else:
+        assert error_text(result) == "Failed to exec into Firecracker: Text file busy (os error 26)\n"
+    after = tree_snapshot(jail.base)
+    assert set(after) == set(before)
+    root = str(jail.chroot_dir.relative_to(jail.base))
+    assert after[root] == before[root]

@@ -29,14 +29,11 @@ def _cpu_us() -> int:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """The stockade distribution's version, kept in `jailer.__version__` (a test checks they
+    agree) because importing importlib.metadata would triple the cost of `jailer --help`."""
+    from jailer import __version__
 
-    try:
-        return version("stockade")
-    except PackageNotFoundError:
-        from jailer import __version__
-
-        return __version__
+    return __version__
 
 
 class JailRun:

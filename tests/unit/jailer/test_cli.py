@@ -16,6 +16,12 @@ def jailer(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([*command, *argv], capture_output=True, text=True, timeout=60)
 
 
+def test_jailer_version_constant_matches_the_distribution() -> None:
+    import jailer
+
+    assert jailer.__version__ == version("stockade")
+
+
 def test_version_is_the_stockade_package_version() -> None:
     result = jailer("--version")
     assert (result.returncode, result.stdout, result.stderr) == (0, f"Jailer v{version('stockade')}\n\n", "")

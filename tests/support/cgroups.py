@@ -155,13 +155,16 @@ def cgroup_of(pid: int, controller: str) -> str:
 
 @contextmanager
 def unified_controller_enabled(controller: str) -> Iterator[Path]:
-    """The cgroup2 root with `controller` available to children; restores the root's
-    `cgroup.subtree_control` afterwards when this test was the one that enabled it."""
+    """The cgroup2 root with `controller` enabled for its children (as the jailer itself would
+    enable it); restores the root's `cgroup.subtree_control` afterwards when this test was the
+    one that enabled it."""
     if controller not in unified_controllers():
         pytest.skip(f"the cgroup2 mount at {UNIFIED_ROOT} does not offer {controller}")
     subtree_control = UNIFIED_ROOT / "cgroup.subtree_control"
     was_enabled = controller in subtree_control.read_text().split()
     try:
+        if not was_enabled:
+            subtree_control.write_text(f"+{controller}\n")
         yield UNIFIED_ROOT
     finally:
         if not was_enabled:
@@ -184,3 +187,10 @@ def node0_cpus() -> str:
     if cpulist.exists():
         return cpulist.read_text().strip()
     return (CGROUP_ROOT / "cpuset" / "cpuset.cpus").read_text().strip()
+
+
+@pytest.fixture
+def cgroup_prefix(unique_name: str) -> Iterator[str]:
+    """A unique cgroup name prefix; the test fails if any cgroup named with it is left behind."""
+    with no_cgroup_leaks(unique_name) as prefix:
+        yield prefix

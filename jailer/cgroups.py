@@ -33,12 +33,11 @@ Deliberate differences from the reference, each for a host it would mishandle:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from jailer.cgroup_mounts import CgroupMounts, Hierarchy
 from jailer.errors import ErrorKind, JailerError, os_error_text
 
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~3 ms of start-up
 if TYPE_CHECKING:
     from cgroupspy.nodes import Node
 
@@ -109,21 +108,31 @@ def move_to_parent_cgroup(parent_cgroup: str, pid: int, mounts: CgroupMounts | N
         raise JailerError(ErrorKind.CGROUP_MOVE, path=cg_parent, error=os_error_text(error)) from None
 
 
-@dataclass(frozen=True)
 class CgroupProperty:
-    controller: str
-    file: str
-    value: str
+    """One `--cgroup <file>=<value>`. (Plain classes, not dataclasses: see `Hierarchy`.)"""
+
+    __slots__ = ("controller", "file", "value")
+
+    def __init__(self, controller: str, file: str, value: str) -> None:
+        self.controller = controller
+        self.file = file
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"CgroupProperty({self.controller!r}, {self.file!r}, {self.value!r})"
 
 
-@dataclass
 class CgroupObject:
     """The cgroup of one hierarchy for this jail, and the values to write into it."""
 
-    hierarchy: Hierarchy
-    parent_components: list[str]
-    jail_id: str
-    properties: list[CgroupProperty] = field(default_factory=list)
+    def __init__(self, hierarchy: Hierarchy, parent_components: list[str], jail_id: str) -> None:
+        self.hierarchy = hierarchy
+        self.parent_components = parent_components
+        self.jail_id = jail_id
+        self.properties: list[CgroupProperty] = []
+
+    def __repr__(self) -> str:
+        return f"CgroupObject({self.location!r}, {self.properties!r})"
 
     @property
     def components(self) -> list[str]:
@@ -138,14 +147,16 @@ class CgroupObject:
         return V1_ATTACH_FILE if self.hierarchy.version == 1 else V2_ATTACH_FILE
 
 
-@dataclass
 class Attachment:
     """A pid written into `cgroup_dir`, and the cgroup (same hierarchy) it came from."""
 
-    pid: int
-    cgroup_dir: str
-    attach_file: str
-    origin_dir: str | None
+    __slots__ = ("pid", "cgroup_dir", "attach_file", "origin_dir")
+
+    def __init__(self, pid: int, cgroup_dir: str, attach_file: str, origin_dir: str | None) -> None:
+        self.pid = pid
+        self.cgroup_dir = cgroup_dir
+        self.attach_file = attach_file
+        self.origin_dir = origin_dir
 
 
 def parse_cgroup_value(argument: str) -> tuple[str, str, str]:
@@ -324,13 +335,16 @@ class _V2Writer:
         _write_file(os.path.join(self.cgroup.location, V2_ATTACH_FILE), f"{pid}\n")
 
 
-@dataclass
 class CgroupPlan:
     """The validated `--cgroup` values, grouped into one cgroup per hierarchy."""
 
-    objects: list[CgroupObject]
-    created_dirs: list[str] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
+    def __init__(self, objects: list[CgroupObject]) -> None:
+        self.objects = objects
+        self.created_dirs: list[str] = []
+        self.attachments: list[Attachment] = []
+
+    def __repr__(self) -> str:
+        return f"CgroupPlan({self.objects!r}, created_dirs={self.created_dirs!r})"
 
     def apply(self, pid: int) -> None:
         """Create the cgroups, write every value, then attach `pid` to each (one write each).

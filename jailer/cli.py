@@ -61,10 +61,12 @@ class JailRun:
         import prctl  # noqa: F401
 
         from jailer import (  # noqa: F401
-            chroot, daemonize, devices, exec_file, janitor, libc, mounts, namespaces, preflight,
-            privileges, resource_limits, seccomp,
+            chroot, devices, exec_file, janitor, libc, mounts, namespaces, preflight, privileges,
+            resource_limits, seccomp,
         )
 
+        if self.config.daemonize:
+            from jailer import daemonize  # noqa: F401
         libc._libc()
 
     def run(self) -> None:

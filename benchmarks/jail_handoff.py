@@ -16,7 +16,8 @@ launcher. Also records the interpreter's own start-up floor (`python -I -c pass`
 jailer's heaviest imports (`python -X importtime`).
 
 Usage (root): .venv/bin/python benchmarks/jail_handoff.py [--runs 30] [--write]
-`--write` stores the markdown section in benchmarks/results/jail_handoff.md.
+`--write` stores the markdown section in benchmarks/results/jail_handoff.md, keeping the
+hand-written analysis that follows its "### Findings" heading.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "jail_handoff.md"
+# Everything from this line on in the results file is hand-written analysis, kept on --write.
+FINDINGS_MARKER = "### Findings"
 PROBE_SOURCE = BENCH_DIR / "handoff_probe.c"
 JAIL_UID = JAIL_GID = 1234
 DEVICES = ["/dev/kvm", "/dev/net/tun", "/dev/urandom", "/dev/userfaultfd"]
@@ -145,10 +148,23 @@ class BwrapSide:
         return timed_spawn(self.argv)
 
 
-def python_floor() -> Sample:
-    started = monotonic_us()
-    subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
-    return Sample(monotonic_us() - started, 0, 0)
+# Whole-process wall times that bound what a Python jailer can reach (not peers): the bare
+# interpreter, the interpreter with `site` (the venv's editable-install finder runs there, as
+# for the console script), and the console script doing no jail work at all.
+FLOORS = {
+    "python -I -c pass": [sys.executable, "-I", "-c", "pass"],
+    "python -c pass (with site)": [sys.executable, "-c", "pass"],
+    "jailer --version": [*jailer_command(), "--version"],
+}
+
+
+def process_wall(argv: list[str]) -> Callable[[], Sample]:
+    def run() -> Sample:
+        started = monotonic_us()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        return Sample(monotonic_us() - started, 0, 0)
+
+    return run
 
 
 def import_times(jailer: JailerSide) -> list[tuple[int, int, str]]:
@@ -202,8 +218,9 @@ def render(runs: int, stats: dict[str, dict[str, float]], jailer: JailerSide,
         "| launcher | median µs | min µs | p10 µs | p90 µs |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, label in (("jailer", "Stockade `jailer`"), ("bwrap", "bubblewrap"),
-                        ("python", "`python -I -c pass` (interpreter floor, not a peer)")):
+    labels = {"jailer": "Stockade `jailer`", "bwrap": "bubblewrap",
+              **{name: f"floor: `{name}` (whole process, not a peer)" for name in FLOORS}}
+    for name, label in labels.items():
         row = stats[name]
         lines.append(f"| {label} | {row['median']:.0f} | {row['min']:.0f} | {row['p10']:.0f} | {row['p90']:.0f} |")
     lines += [
@@ -246,14 +263,16 @@ def main() -> int:
         try:
             jailer.prepare()
             bwrap.sample()  # warm both paths (page cache, dentries) before measuring
-            sides: dict[str, Callable[[], Sample]] = {"jailer": jailer.sample, "bwrap": bwrap.sample,
-                                                      "python": python_floor}
+            sides: dict[str, Callable[[], Sample]] = {
+                "jailer": jailer.sample, "bwrap": bwrap.sample,
+                **{name: process_wall(argv) for name, argv in FLOORS.items()},
+            }
             samples: dict[str, list[int]] = {name: [] for name in sides}
             for round_index in range(options.runs):
                 order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
                 for name in order:
                     sample = sides[name]()
-                    if name != "python":
+                    if name in ("jailer", "bwrap"):
                         assert sample.probe_uid == JAIL_UID and sample.probe_pid <= 2, (name, sample)
                     samples[name].append(sample.handoff_us)
             imports = import_times(jailer)
@@ -264,7 +283,9 @@ def main() -> int:
     print(report)
     if options.write:
         RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(report)
+        previous = RESULTS.read_text() if RESULTS.exists() else ""
+        findings = previous[previous.index(FINDINGS_MARKER):] if FINDINGS_MARKER in previous else ""
+        RESULTS.write_text(report + ("\n" + findings if findings else ""))
     return 0
 
 

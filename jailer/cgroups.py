@@ -5,7 +5,8 @@ Validation (`plan_cgroups`) touches nothing on disk; it returns a `CgroupPlan` w
 does, in this order:
 
 1. every cgroup's values, then every attach (cpuset needs `cpus`/`mems` before a task joins):
-   - cgroup v1 (through cgroupspy): one cgroup per *hierarchy* at
+   - cgroup v1 (property files read and written through cgroupspy's `Controller`; the
+     directory chain is ours, see `_CgroupDir`): one cgroup per *hierarchy* at
      `<mount>/<parent cgroup>/<id>`; before each value, the property file is inherited from the
      parent cgroup, recursively up to `depth` levels when the parent's copy is empty (how
      `cpuset.cpus`/`cpuset.mems` reach a new level); values in argument order; then one write
@@ -36,10 +37,6 @@ import os
 
 from jailer.cgroup_mounts import CgroupMounts, Hierarchy
 from jailer.errors import ErrorKind, JailerError, os_error_text
-
-TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~3 ms of start-up
-if TYPE_CHECKING:
-    from cgroupspy.nodes import Node
 
 V1_ATTACH_FILE = "tasks"
 V2_ATTACH_FILE = "cgroup.procs"
@@ -228,48 +225,56 @@ def _members(attach_path: str) -> set[int]:
         return {int(line) for line in members.read().split()}
 
 
+class _CgroupDir:
+    """The one attribute cgroupspy's `Controller` uses of its node: `full_path` (bytes).
+
+    cgroupspy's own `Node` lives in `cgroupspy.nodes`, whose `import logging` alone costs
+    ~13 ms of start-up (measured with `python -X importtime`, see
+    benchmarks/results/jail_handoff.md), and its `create_cgroup` hides whether the directory
+    already existed, which the undo must know. So the directory chain is ours and every
+    property read and write goes through cgroupspy's `Controller`.
+    """
+
+    __slots__ = ("full_path",)
+
+    def __init__(self, path: str) -> None:
+        self.full_path = os.fsencode(path)
+
+    @property
+    def path(self) -> str:
+        return os.fsdecode(self.full_path)
+
+
 class _V1Writer:
-    """Creates one v1 cgroup and writes its values through cgroupspy's node and controller."""
+    """Creates one v1 cgroup, then reads and writes its property files through cgroupspy."""
 
     def __init__(self, cgroup: CgroupObject, created: list[str]) -> None:
-        from cgroupspy.nodes import Node
-
         self.cgroup = cgroup
-        self.chain: list[Node] = [Node(os.fsencode(cgroup.hierarchy.root))]
+        path = cgroup.hierarchy.root
+        self.chain = [_CgroupDir(path)]
         for name in cgroup.components:
-            self.chain.append(self._child(self.chain[-1], name, created))
+            path = os.path.join(path, name)
+            _make_dir(path, created)
+            self.chain.append(_CgroupDir(path))
 
     @staticmethod
-    def _child(parent: "Node", name: str, created: list[str]) -> "Node":
-        """cgroupspy's `create_cgroup` hides whether the directory already existed; the undo
-        must know, so the mkdir is ours and the node is linked as cgroupspy would."""
-        from cgroupspy.nodes import Node
-
-        node = Node(os.fsencode(name), parent=parent)
-        _make_dir(os.fsdecode(node.full_path), created)
-        parent.children.append(node)
-        return node
-
-    @staticmethod
-    def _read(node: "Node", file: str) -> str:
+    def _read(directory: _CgroupDir, file: str) -> str:
         from cgroupspy.controllers import Controller
 
-        controller = Controller(node)
         try:
-            return controller.get_property(os.fsencode(file))
+            return Controller(directory).get_property(os.fsencode(file))
         except OSError as error:
-            path = os.fsdecode(controller.filepath(os.fsencode(file)))
+            path = os.path.join(directory.path, file)
             raise JailerError(ErrorKind.READ_TO_STRING, path=path, error=os_error_text(error)) from None
 
     @staticmethod
-    def write(node: "Node", file: str, text: str) -> None:
+    def write(directory: _CgroupDir, file: str, text: str) -> None:
         from cgroupspy.controllers import Controller
 
-        controller = Controller(node)
         try:
-            controller.set_property(os.fsencode(file), text)
+            Controller(directory).set_property(os.fsencode(file), text)
         except OSError as error:
-            path = os.fsdecode(controller.filepath(os.fsencode(file)))
+            path = os.path.join(directory.path, file)
             raise JailerError(ErrorKind.WRITE, path=path, error=os_error_text(error)) from None
 
     def _inherit(self, level: int, file: str, depth: int) -> None:
@@ -284,8 +289,7 @@ class _V1Writer:
                 pass  # a concurrent jailer may be filling the same parent
             line = self._read(parent, file)
         if not line:
-            path = os.fsdecode(self.chain[level].full_path)
-            raise JailerError(ErrorKind.CGROUP_INHERIT_FROM_PARENT, file=file, path=path)
+            raise JailerError(ErrorKind.CGROUP_INHERIT_FROM_PARENT, file=file, path=self.chain[level].path)
         self.write(self.chain[level], file, f"{line}\n")
 
     def write_values(self) -> None:

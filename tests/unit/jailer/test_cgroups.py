@@ -368,3 +368,36 @@ def test_undo_reports_what_it_could_not_remove(pure_v1: CgroupMounts, tmp_path: 
     assert error.kind is ErrorKind.CGROUP_REMOVE
     assert str(error) == f"Failed to remove cgroup {busy}: Directory not empty (os error 39)"
     assert plan.created_dirs == [str(busy)]
+
+
+# --- start-up cost -----------------------------------------------------------------------------
+
+def test_importing_cgroups_stays_cheap() -> None:
+    """The jailer imports `jailer.cgroups` on every run with --cgroup: it must not pull in
+    cgroupspy (only `apply` of a v1 plan needs it), logging, dataclasses or typing."""
+    import subprocess
+    import sys
+
+    code = ("import sys, jailer.cgroups; "
+            "print(sorted(m for m in ('cgroupspy', 'logging', 'dataclasses', 'typing') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_v1_property_files_go_through_cgroupspy(pure_v1: CgroupMounts, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from cgroupspy.controllers import Controller
+
+    calls: list[tuple[str, str]] = []
+    real_set = Controller.set_property
+
+    def recording_set(self: Controller, filename: bytes, value: str) -> int:
+        calls.append((os.fsdecode(self.filepath(filename)), value))
+        return real_set(self, filename, value)
+
+    monkeypatch.setattr(Controller, "set_property", recording_set)
+    fake_v1_tree(tmp_path / "cpu,cpuacct", {"fc/cpu.shares": "1024\n"})
+    cgroups.plan_cgroups(["cpu.shares=2"], 1, "fc", "id", pure_v1).apply(os.getpid())
+    jail = tmp_path / "cpu,cpuacct/fc/id"
+    assert calls == [(f"{jail}/cpu.shares", "1024\n"), (f"{jail}/cpu.shares", "2\n"),
+                     (f"{jail}/tasks", f"{os.getpid()}\n")]

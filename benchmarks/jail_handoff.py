@@ -149,11 +149,11 @@ class BwrapSide:
 
 
 # Whole-process wall times that bound what a Python jailer can reach (not peers): the bare
-# interpreter, the interpreter with `site` (the venv's editable-install finder runs there, as
-# for the console script), and the console script doing no jail work at all.
+# interpreter without `site`, with `site` (where the venv's editable-install finder runs, as for
+# the console script), and the console script doing no jail work at all.
 FLOORS = {
+    "python -I -S -c pass": [sys.executable, "-I", "-S", "-c", "pass"],
     "python -I -c pass": [sys.executable, "-I", "-c", "pass"],
-    "python -c pass (with site)": [sys.executable, "-c", "pass"],
     "jailer --version": [*jailer_command(), "--version"],
 }
 

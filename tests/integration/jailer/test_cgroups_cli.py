@@ -12,6 +12,9 @@ parent; jailed pid in `cgroup.procs`).
 The probe is copied under a unique file name, so the default parent cgroup (the exec file name)
 is this test's alone; every cgroup name starts with the test's unique prefix and
 `cgroup_prefix` fails the test if one is left behind.
+
+Membership is checked as "the jailed pid is in the cgroup", not "only it": the jailer's janitor
+(forked after the cgroups are joined, see `jailer.janitor`) can still be a member for a moment.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def test_v1_default_cgroups(own_jail: Jail) -> None:
         probe = own_jail.start("--cgroup", "cpu.shares=2")
         jail_dir = cpu / own_jail.probe.name / own_jail.jail_id
         assert (jail_dir / "cpu.shares").read_text() == "2\n"
-        assert member_pids(jail_dir, "tasks") == {probe.pid}
+        assert probe.pid in member_pids(jail_dir, "tasks")
     finally:
         finish(own_jail, own_jail.probe.name)
 
@@ -169,7 +172,7 @@ def test_cgroups_parent_cgroup_but_no_cgroup(own_jail: Jail, cgroup_prefix: str,
         parent.mkdir()
         try:
             probe = own_jail.start(*flags)
-            assert member_pids(parent, "cgroup.procs") == {probe.pid}
+            assert probe.pid in member_pids(parent, "cgroup.procs")
             assert cgroup_of(probe.pid, "") == f"/{cgroup_prefix}"
         finally:
             finish(own_jail, cgroup_prefix)

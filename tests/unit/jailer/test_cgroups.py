@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jailer import cgroups
 from jailer.cgroup_mounts import CgroupMounts, Hierarchy, unescape_mount_path
@@ -401,3 +403,26 @@ def test_v1_property_files_go_through_cgroupspy(pure_v1: CgroupMounts, tmp_path:
     jail = tmp_path / "cpu,cpuacct/fc/id"
     assert calls == [(f"{jail}/cpu.shares", "1024\n"), (f"{jail}/cpu.shares", "2\n"),
                      (f"{jail}/tasks", f"{os.getpid()}\n")]
+
+
+# --- properties --------------------------------------------------------------------------------
+
+MOUNT_WORDS = st.sampled_from(["cgroup", "cgroup2", "none", "tmpfs", "/sys/fs/cgroup/x", "rw,cpu", "rw", "0", "1",
+                               "\\040", "cpu,cpuacct", "name=systemd", ""])
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.lists(MOUNT_WORDS, max_size=7).map(" ".join), max_size=8),
+       values=st.lists(st.text(alphabet="cpuseth.=/_0123456789 ", max_size=20), max_size=4),
+       version=st.integers(min_value=0, max_value=3))
+def test_planning_never_fails_without_a_jailer_error(lines: list[str], values: list[str], version: int) -> None:
+    """Any /proc/mounts text and any --cgroup values: a plan or a clean JailerError, nothing else."""
+    mounts = CgroupMounts.parse("\n".join(lines))
+    try:
+        plan = cgroups.plan_cgroups(values, version, "fc", "id", mounts)
+    except JailerError:
+        return
+    assert sum(len(obj.properties) for obj in plan.objects) == len(values)
+    for cgroup in plan.objects:
+        assert cgroup.location == os.path.join(cgroup.hierarchy.root, "fc", "id")
+

@@ -1,0 +1,100 @@
+"""Format detection and the order of writes for each boot protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmm.loader import KernelEntry
+from vmm.loader.bootparams import build_zero_page
+from vmm.loader.bzimage import is_bzimage, load_bzimage
+from vmm.loader.e820 import build_memory_map
+from vmm.loader.elf import is_elf, load_elf
+from vmm.loader.errors import LoaderError
+from vmm.loader.initrd import place_initrd
+from vmm.loader.layout import (
+    CMDLINE_ADDRESS,
+    CMDLINE_MAX_SIZE,
+    MMIO32_START,
+    PVH_START_INFO_ADDRESS,
+    ZERO_PAGE_ADDRESS,
+)
+from vmm.loader.pvh import build_pvh_boot_info
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise LoaderError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise LoaderError(f"{what} is a directory: {path}") from None
+    except OSError as error:
+        raise LoaderError(f"cannot read {what} {path}: {error.strerror}") from None
+
+
+def _encode_cmdline(cmdline: str, limit: int) -> bytes:
+    if "\0" in cmdline:
+        raise LoaderError("kernel command line contains a NUL character")
+    try:
+        encoded = cmdline.encode("ascii")
+    except UnicodeEncodeError:
+        raise LoaderError("kernel command line must be ASCII") from None
+    if len(encoded) + 1 > limit:
+        raise LoaderError(f"kernel command line is {len(encoded)} bytes; the limit is {limit - 1}")
+    return encoded + b"\0"
+
+
+def load(
+    memory: object,
+    kernel_path: Path,
+    *,
+    cmdline: str,
+    initrd_path: Path | None,
+    rsdp_address: int | None,
+) -> KernelEntry:
+    image = _read(kernel_path, "kernel image")
+    initrd_data = _read(Path(initrd_path), "initrd") if initrd_path is not None else None
+    if is_bzimage(image):
+        loaded = load_bzimage(memory, image, kernel_path)
+        header = loaded.header
+        cmdline_limit = min(CMDLINE_MAX_SIZE, header.cmdline_size + 1) if header.cmdline_size else CMDLINE_MAX_SIZE
+        protocol, entry, kernel_end = "linux64", loaded.entry_address, loaded.kernel_end
+        initrd_address_max, setup_header = header.initrd_addr_max, header.raw
+    elif is_elf(image):
+        elf = load_elf(memory, image, kernel_path)
+        cmdline_limit = CMDLINE_MAX_SIZE
+        kernel_end, setup_header = elf.kernel_end, None
+        initrd_address_max = MMIO32_START - 1
+        if elf.pvh_entry_address is not None:
+            protocol, entry = "pvh", elf.pvh_entry_address
+        else:
+            protocol, entry = "linux64", elf.entry_address
+    else:
+        raise LoaderError(f"unknown kernel image format: {kernel_path}")
+
+    memory.write(CMDLINE_ADDRESS, _encode_cmdline(cmdline, cmdline_limit))  # type: ignore[attr-defined]
+    initrd = None
+    if initrd_data is not None:
+        if not initrd_data:
+            raise LoaderError(f"initrd is empty: {initrd_path}")
+        address = place_initrd(memory, len(initrd_data), kernel_end=kernel_end, address_max=initrd_address_max)
+        memory.write(address, initrd_data)  # type: ignore[attr-defined]
+        initrd = (address, len(initrd_data))
+    memory_map = build_memory_map(memory.regions)  # type: ignore[attr-defined]
+
+    if protocol == "pvh":
+        blobs = build_pvh_boot_info(
+            cmdline_address=CMDLINE_ADDRESS, initrd=initrd, rsdp_address=rsdp_address, memory_map=memory_map
+        )
+        for address, blob in blobs.items():
+            memory.write(address, blob)  # type: ignore[attr-defined]
+        return KernelEntry("pvh", entry, PVH_START_INFO_ADDRESS)
+    zero_page = build_zero_page(
+        setup_header=setup_header,
+        cmdline_address=CMDLINE_ADDRESS,
+        initrd=initrd,
+        rsdp_address=rsdp_address,
+        memory_map=memory_map,
+    )
+    memory.write(ZERO_PAGE_ADDRESS, zero_page)  # type: ignore[attr-defined]
+    return KernelEntry("linux64", entry, ZERO_PAGE_ADDRESS)

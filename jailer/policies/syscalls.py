@@ -1,0 +1,63 @@
+"""Syscall names and numbers per architecture, from libseccomp's own tables.
+
+Resolution goes straight to libseccomp through ctypes (two functions), so parsing a policy does
+not pay for importing pyseccomp. Results are cached: the same few hundred names recur.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+ARCHES = tuple(AUDIT_ARCH)
+X32_SYSCALL_BIT = 0x40000000
+
+
+@functools.cache
+def _libseccomp() -> ctypes.CDLL:
+    from jailer.policies.errors import PolicyError
+
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    try:
+        library = ctypes.CDLL(name)
+    except OSError as error:
+        raise PolicyError(f"libseccomp is not installed ({error})") from None
+    library.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
+    library.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
+    library.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
+    library.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p
+    return library
+
+
+def check_arch(arch: str) -> int:
+    from jailer.policies.errors import PolicyError
+
+    try:
+        return AUDIT_ARCH[arch]
+    except KeyError:
+        raise PolicyError(f"unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})") from None
+
+
+@functools.cache
+def number(name: str, arch: str = "x86_64") -> int | None:
+    """The syscall's number on `arch`, or None when the arch has no such syscall."""
+    nr = _libseccomp().seccomp_syscall_resolve_name_arch(check_arch(arch), name.encode())
+    return nr if nr >= 0 else None
+
+
+@functools.cache
+def name(nr: int, arch: str = "x86_64") -> str | None:
+    """The syscall's name for a number on `arch`, or None."""
+    pointer = _libseccomp().seccomp_syscall_resolve_num_arch(check_arch(arch), nr)
+    if not pointer:
+        return None
+    text = ctypes.string_at(pointer).decode()
+    ctypes.CDLL(None).free(ctypes.c_void_p(pointer))
+    return text
+
+
+def is_known(name_: str) -> bool:
+    """Known on at least one supported arch (open exists on x86_64 only, for example)."""
+    return any(number(name_, arch) is not None for arch in ARCHES)

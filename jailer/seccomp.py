@@ -54,6 +54,9 @@ def choose_filter(*, policy_path: str | None, category: str | None, disabled: bo
         path = policy_path
         category = category or "jail"
     try:
+        import os
+
+        os.stat(path)  # an unreadable path gets the same "<text> (os error N)" as every other
         policy = policies.load_policy(path)
     except AttributeError as error:
         raise _toolchain_error(error) from None

@@ -405,6 +405,33 @@ static void t_plant_exec_symlink(void) {
     attempted("symlink(exec file -> host marker)", 0, "planted; the harness re-runs the jailer");
 }
 
+static void replace_by_symlink(const char *jail_dir, const char *target) {
+    char command_step[96];
+    snprintf(command_step, sizeof command_step, "symlink(%s -> host dir)", jail_dir);
+    /* Empty the jail folder first: the probe owns it and everything the jailer put in it. */
+    if (strcmp(jail_dir, "/dev") == 0) {
+        unlink("/dev/kvm");
+        unlink("/dev/urandom");
+        unlink("/dev/userfaultfd");
+        unlink("/dev/net/tun");
+        rmdir("/dev/net");
+    }
+    if (rmdir(jail_dir) != 0)
+        blocked(command_step, errno, "could not remove the jail folder");
+    if (symlink(target, jail_dir) != 0)
+        blocked(command_step, errno, NULL);
+}
+
+/* Replace the jail's /run and /dev by symlinks to a host directory for the jailer's next run. */
+static void t_plant_folder_symlinks(void) {
+    char directory[512];
+    snprintf(directory, sizeof directory, "%s", param("marker"));
+    *strrchr(directory, '/') = 0;
+    replace_by_symlink("/run", directory);
+    replace_by_symlink("/dev", directory);
+    attempted("symlink(/run, /dev -> host dir)", 0, "planted; the harness re-runs the jailer");
+}
+
 /* List another jail's directory by its host path. */
 static void t_other_jail_dir(void) {
     int fd = open(param("path"), O_RDONLY | O_DIRECTORY);
@@ -824,6 +851,21 @@ static void t_io_uring_setup(void) {
 /* userfaultfd able to handle kernel-mode faults (race-window widening for kernel exploits). */
 static void t_userfaultfd(void) { EXPECT_FAIL("userfaultfd(kernel faults)", syscall(SYS_userfaultfd, O_CLOEXEC)); }
 
+/* /dev/userfaultfd (which the jail provides): USERFAULTFD_IOC_NEW gives a userfaultfd that can
+ * handle kernel-mode faults, which vm.unprivileged_userfaultfd=0 denies to the syscall. */
+static void t_dev_userfaultfd(void) {
+    int device = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (device < 0)
+        blocked("open(/dev/userfaultfd)", errno, NULL);
+    int uffd = ioctl(device, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+    if (uffd < 0)
+        blocked("ioctl(USERFAULTFD_IOC_NEW)", errno, NULL);
+    struct uffdio_api api = {.api = UFFD_API};
+    if (ioctl(uffd, UFFDIO_API, &api) != 0)
+        blocked("ioctl(UFFDIO_API)", errno, NULL);
+    escaped("ioctl(USERFAULTFD_IOC_NEW)", "userfaultfd %d without UFFD_USER_MODE_ONLY (kernel faults)", uffd);
+}
+
 /* kexec_load a new kernel. */
 static void t_kexec_load(void) { EXPECT_FAIL("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0)); }
 
@@ -1003,6 +1045,7 @@ static const struct technique techniques[] = {
     T(symlink_dotdot, "symlink climbing ../ past the jail root, then open it"),
     T(hardlink_root_file, "hard-link the root-owned pid file in the jail"),
     T(plant_exec_symlink, "replace the jail's exec file by a symlink to a host file for the next jailer run"),
+    T(plant_folder_symlinks, "replace the jail's /run and /dev by symlinks to a host directory for the next jailer run"),
     T(other_jail_dir, "open another jail's directory by its host path"),
     T(other_jail_kvm, "open another jail's /dev/kvm by its host path"),
     T(open_dev_mem, "open /dev/mem"),
@@ -1055,6 +1098,7 @@ static const struct technique techniques[] = {
     T(perf_event_open, "perf_event_open counting kernel and user events"),
     T(io_uring_setup, "io_uring_setup"),
     T(userfaultfd, "userfaultfd handling kernel-mode faults"),
+    T(dev_userfaultfd, "/dev/userfaultfd USERFAULTFD_IOC_NEW: a userfaultfd that handles kernel faults"),
     T(kexec_load, "kexec_load"),
     T(init_module, "init_module"),
     T(finit_module, "finit_module"),

@@ -69,6 +69,9 @@ class Technique:
 
     `expected[mode]` maps every acceptable result token to the layer that produces it; a key
     `ERRNO@prefix` only matches when the failing step starts with `prefix`.
+    Maps describe this kind of host (Debian 12, kernel 6.18 without modules, kexec, x32 or
+    iopl/ioperm): where a kernel feature is compiled out, the `--no-seccomp` run shows ENOSYS,
+    which is what proves the defaults' EPERM comes from seccomp.
     `needs`: victim, marker, fd-dir, fd-file, secret, pty, netns, neighbour, suid, pids, memory,
     fsize, replant (the harness re-runs the jailer after the probe), jail-paths.
     """
@@ -98,6 +101,14 @@ TIOCSTI_HOLE = (
     "jail's controlling tty, and dev.tty.legacy_tiocsti=1 on this host lets it push input into it"
 )
 
+# Also a finding: Firecracker's jailer makes /dev/userfaultfd too (for snapshot restore), but the
+# device hands out kernel-fault-capable userfaultfds that the host's sysctl denies to the syscall.
+# The fix belongs to the jailer (create it only when asked) or the baseline (ioctl USERFAULTFD_IOC_NEW).
+USERFAULTFD_HOLE = (
+    "/dev/userfaultfd is in every jail, owned by the jail's uid: USERFAULTFD_IOC_NEW yields a userfaultfd "
+    "that handles kernel faults (an exploit race-window primitive), bypassing vm.unprivileged_userfaultfd=0"
+)
+
 _MOUNT_FAMILY = ({"EPERM": SECCOMP_AND_CAPS}, {"EPERM": CAPS})
 _SECCOMP_ONLY = ({"EPERM": SECCOMP}, {"escaped": NOTHING})
 _PRIVILEGED = ({"EPERM": CAPS}, None)
@@ -123,6 +134,8 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("hardlink_root_file", {"EPERM": "fs.protected_hardlinks (root-owned pid file)"}, needs="jail-paths"),
     _t("plant_exec_symlink", {"marker-intact": "jailer opens the exec copy with O_NOFOLLOW"},
        needs="marker jail-paths replant"),
+    _t("plant_folder_symlinks", {"marker-intact": "jailer refuses jail folders that are not directories"},
+       needs="marker replant"),
     _t("other_jail_dir", {"ENOENT": PIVOT}, needs="neighbour"),
     _t("other_jail_kvm", {"ENOENT": PIVOT}, needs="neighbour"),
     _t("open_dev_mem", {"ENOENT": NO_DEVICE}),
@@ -178,16 +191,20 @@ TECHNIQUES: tuple[Technique, ...] = (
     # kernel attack surface
     _t("add_key", *_SECCOMP_ONLY),
     _t("keyctl_join", *_SECCOMP_ONLY),
-    _t("bpf_map_create", {"EPERM": SECCOMP}, {"EPERM": "kernel.unprivileged_bpf_disabled"}),
-    _t("bpf_prog_load", {"EPERM": SECCOMP}, {"EPERM": "kernel.unprivileged_bpf_disabled"}),
-    _t("perf_event_open", {"EPERM": SECCOMP}, {"EACCES": "kernel.perf_event_paranoid", "EPERM": CAPS}),
-    _t("io_uring_setup", {"EPERM": SECCOMP}, {"escaped": NOTHING, "EPERM": "kernel.io_uring_disabled"}),
+    _t("bpf_map_create", {"EPERM": "seccomp + kernel.unprivileged_bpf_disabled"},
+       {"EPERM": "kernel.unprivileged_bpf_disabled"}),
+    _t("bpf_prog_load", {"EPERM": "seccomp + kernel.unprivileged_bpf_disabled"},
+       {"EPERM": "kernel.unprivileged_bpf_disabled"}),
+    _t("perf_event_open", {"EPERM": SECCOMP}, {"EACCES": "kernel.perf_event_paranoid"}),
+    _t("io_uring_setup", {"EPERM": SECCOMP}, {"escaped": NOTHING}),
     _t("userfaultfd", {"EPERM": "vm.unprivileged_userfaultfd=0 + no CAP_SYS_PTRACE"}),
-    _t("kexec_load", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_KEXEC)", "EPERM": CAPS}),
-    _t("init_module", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_MODULES)", "EPERM": CAPS}),
-    _t("finit_module", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_MODULES)", "EPERM": CAPS}),
-    _t("iopl", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_X86_IOPL_IOPERM)", "EPERM": CAPS}),
-    _t("ioperm", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_X86_IOPL_IOPERM)", "EPERM": CAPS}),
+    _t("dev_userfaultfd", {"EACCES": NO_DEVICE, "ENOENT": NO_DEVICE, "EPERM": SECCOMP},
+       {"EACCES": NO_DEVICE, "ENOENT": NO_DEVICE}, known_hole=dict.fromkeys(MODES, USERFAULTFD_HOLE)),
+    _t("kexec_load", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_KEXEC)"}),
+    _t("init_module", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_MODULES)"}),
+    _t("finit_module", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_MODULES)"}),
+    _t("iopl", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_X86_IOPL_IOPERM)"}),
+    _t("ioperm", {"EPERM": SECCOMP}, {"ENOSYS": "kernel (no CONFIG_X86_IOPL_IOPERM)"}),
     _t("tiocsti", {"EPERM": "new session (the terminal is not the jail's controlling tty) or seccomp",
                    "EIO": "dev.tty.legacy_tiocsti=0"},
        {"EPERM": "new session (the terminal is not the jail's controlling tty)", "EIO": "dev.tty.legacy_tiocsti=0"},
@@ -465,18 +482,27 @@ class EscapeHarness:
             return "escaped", f"host victim {victim.pid} was killed; probe said: {details}"
         if technique.name == "kill_all":
             return "victim-alive", f"host victim {victim.pid} survived; probe said: {details}"  # type: ignore[union-attr]
-        if technique.name == "plant_exec_symlink" and marker is not None:
-            before = marker.read_text()
-            owner = marker.stat().st_uid
+        if "replant" in technique.needs and marker is not None:
+            before = _host_view(marker)
             rerun = subprocess.run(self.jailer_argv(self.jail_id, JAIL_UID, flags, ["list"]),
                                    capture_output=True, text=True, timeout=TECHNIQUE_TIMEOUT,
                                    stdin=subprocess.DEVNULL, cwd=self.work)
-            if marker.read_text() != before or marker.stat().st_uid != owner:
-                return "escaped", "the jailer's re-run wrote through the planted symlink to the host file"
+            if _host_view(marker) != before:
+                return "escaped", f"the jailer's re-run changed host files through the planted symlink: {_host_view(marker)}"
             outcome = "refused to run" if rerun.returncode else "ran"
             last_line = (rerun.stderr.strip().splitlines() or [""])[-1]
             return "marker-intact", f"re-run {outcome}; host file untouched ({last_line})"
         return token, details
+
+
+def _host_view(marker: Path) -> list[tuple[str, int, int, int, bytes]]:
+    """Mode, owner and contents of the host marker's directory and files: what a planted symlink targets."""
+    view = []
+    for path in [marker.parent, *sorted(marker.parent.iterdir())]:
+        info = path.lstat()
+        content = path.read_bytes() if path.is_file() else b""
+        view.append((path.name, info.st_mode, info.st_uid, info.st_gid, content))
+    return view
 
 
 def _last_json_line(text: str) -> dict | None:

@@ -1,0 +1,218 @@
+"""Build a microVM from a validated config and run it to its end.
+
+Order (as Firecracker): VM with TSS, in-kernel irqchip and PIT2; guest RAM slots; ACPI
+tables, then the kernel; devices on the buses; vCPUs configured for the entry protocol.
+`Machine.run` then compiles nothing (filters are compiled before the build finishes),
+starts the vCPU threads, installs the main thread's filter and serves events until a
+`Stop` arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmm.bus import Bus
+from vmm.config import VmConfig, check_resources
+from vmm.devices.boot_timer import Timestamp
+from vmm.errors import VmmError
+from vmm.events import EventQueue, Stop
+from vmm.logger import Logger
+from vmm.memory import BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE, GuestMemory
+from vmm.metrics import Metrics
+
+TSS_ADDRESS = 0xFFFB_D000
+COM1_PORT, COM1_SIZE, COM1_GSI = 0x3F8, 8, 4
+I8042_PORT, I8042_SIZE, I8042_GSI = 0x60, 5, 1
+DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off"
+KICK_SIGNAL = signal.SIGUSR1
+STDIN_FD = 0
+SERIAL_OUT_FD = 1
+
+
+@dataclass
+class VmmOptions:
+    instance_id: str = "anonymous-instance"
+    boot_timer: bool = False
+    test_devices: bool = False
+    filters: dict[str, bytes] | None = None
+    serial_input: bool = True
+
+
+@dataclass
+class Machine:
+    memory: GuestMemory
+    vcpus: list  # list[vmm.vcpu.VcpuThread]
+    events: EventQueue
+    logger: Logger
+    metrics: Metrics
+    serial: object
+    pio: Bus
+    filters: dict[str, bytes] | None
+    serial_input: bool = True
+    _stdin_open: bool = field(default=True, init=False)
+
+    def run(self) -> int:
+        """Start the vCPUs, serve the event loop until the VM stops; return the exit status."""
+        from vmm.threads import set_os_thread_name
+
+        set_os_thread_name("vmm")
+        signal.signal(KICK_SIGNAL, lambda _signum, _frame: None)
+        for thread in self.vcpus:
+            thread.start()
+        if self.filters is not None:
+            from vmm import seccomp
+
+            seccomp.install(self.filters["vmm"])
+        stop = self._event_loop()
+        self._stop_vcpus()
+        self.logger.log(stop.level, stop.message)
+        self.metrics.flush()
+        return stop.status
+
+    def _event_loop(self) -> Stop:
+        poller = select.poll()
+        poller.register(self.events.read_fd, select.POLLIN)
+        stdin_registered = False
+        while True:
+            want_stdin = self.serial_input and self._stdin_open and self.serial.input_room > 0
+            if want_stdin != stdin_registered:
+                if want_stdin:
+                    poller.register(STDIN_FD, select.POLLIN)
+                else:
+                    poller.unregister(STDIN_FD)
+                stdin_registered = want_stdin
+            # With a full receive FIFO, look again shortly: the guest drains it on its own.
+            ready = poller.poll(None if want_stdin or not self._stdin_open else 50)
+            for fd, mask in ready:
+                if fd == STDIN_FD:
+                    self._serial_input(mask)
+            for call in self.events.drain():
+                call()
+            if self.events.stop is not None:
+                return self.events.stop
+
+    def _serial_input(self, mask: int) -> None:
+        data = b""
+        if mask & select.POLLIN:
+            try:
+                data = os.read(STDIN_FD, self.serial.input_room)
+            except OSError:
+                data = b""
+        if not data:
+            self._stdin_open = False
+            return
+        with self.pio.lock_for(COM1_PORT):
+            self.serial.enqueue_input(data)
+
+    def _stop_vcpus(self) -> None:
+        for thread in self.vcpus:
+            thread.kick()
+        for thread in self.vcpus:
+            if thread.is_alive() and thread.ident is not None:
+                try:
+                    signal.pthread_kill(thread.ident, KICK_SIGNAL)
+                except ProcessLookupError:
+                    pass
+        for thread in self.vcpus:
+            thread.join(timeout=5)
+
+
+def host_memory_bytes() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _write_serial(data: bytes) -> None:
+    try:
+        os.write(SERIAL_OUT_FD, data)
+    except OSError:
+        pass  # a closed console must not stop the guest
+
+
+def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics: Metrics) -> Machine:
+    """Everything up to (not including) the first KVM_RUN. Raises VmmError subclasses."""
+    from vmm import cpu
+    from vmm.devices.debug_exit import PORT as DEBUG_EXIT_PORT
+    from vmm.devices.debug_exit import DebugExit
+    from vmm.devices.i8042 import I8042
+    from vmm.devices.serial import Serial
+    from vmm.kvm.system import Kvm
+    from vmm.vcpu import VcpuThread
+
+    start = Timestamp.now()
+    kvm = Kvm()
+    check_resources(config, max_vcpus=kvm.max_vcpus(), host_memory_bytes=host_memory_bytes())
+    machine_config = config.machine_config
+    vm = kvm.create_vm()
+    vm.set_tss_address(TSS_ADDRESS)
+    vm.create_irqchip()
+    vm.create_pit2()
+
+    memory = GuestMemory(machine_config.mem_size_mib << 20)
+    for index, (guest_address, length) in enumerate(memory.regions):
+        vm.add_memory(guest_address, length, memory.host_address(index))
+
+    entry = _load_guest(config, memory, machine_config.vcpu_count)
+
+    events = EventQueue()
+
+    def pulse(gsi: int):
+        def raise_interrupt() -> None:
+            vm.irq_line(gsi, 1)
+            vm.irq_line(gsi, 0)
+
+        return raise_interrupt
+
+    def clean_reset() -> None:
+        events.post_stop(Stop(0, "guest requested a reset through the i8042 controller (0xFE on port 0x64)"))
+
+    def exit_port(status: int) -> None:
+        events.post_stop(Stop(status, f"guest wrote to the exit port {DEBUG_EXIT_PORT:#x}: exit status {status}"))
+
+    pio = Bus("PIO")
+    mmio = Bus("MMIO")
+    serial = Serial(_write_serial, pulse(COM1_GSI))
+    pio.insert(serial, COM1_PORT, COM1_SIZE)
+    pio.insert(I8042(clean_reset, pulse(I8042_GSI)), I8042_PORT, I8042_SIZE)
+    pio.insert(DebugExit(exit_port), DEBUG_EXIT_PORT, 1)
+    if options.test_devices:
+        from vmm.devices.violation import PORT as VIOLATION_PORT
+        from vmm.devices.violation import ViolationDevice
+
+        pio.insert(ViolationDevice(events.post_call), VIOLATION_PORT, 1)
+    if options.boot_timer:
+        from vmm.devices.boot_timer import BootTimer
+
+        mmio.insert(BootTimer(start, logger.info), BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE)
+
+    supported = kvm.supported_cpuid()
+    threads = []
+    for index in range(machine_config.vcpu_count):
+        vcpu = vm.create_vcpu(index)
+        cpu.configure_vcpu(vcpu, memory, supported, machine_config.vcpu_count, entry if index == 0 else None)
+        program = options.filters["vcpu"] if options.filters is not None else None
+        threads.append(
+            VcpuThread(vcpu, pio=pio, mmio=mmio, events=events, metrics=metrics, memory=memory, filter_program=program)
+        )
+    return Machine(memory, threads, events, logger, metrics, serial, pio, options.filters, options.serial_input)
+
+
+def _load_guest(config: VmConfig, memory: GuestMemory, vcpu_count: int):
+    from vmm.acpi import AcpiError, build_acpi_tables
+    from vmm.loader import LoaderError, load_kernel
+
+    boot = config.boot_source
+    try:
+        rsdp = build_acpi_tables(memory, vcpu_count=vcpu_count, mmio_devices=[])
+        return load_kernel(
+            memory,
+            Path(boot.kernel_image_path),
+            cmdline=boot.boot_args if boot.boot_args is not None else DEFAULT_CMDLINE,
+            initrd_path=boot.initrd_path,
+            rsdp_address=rsdp,
+        )
+    except (LoaderError, AcpiError) as error:
+        raise VmmError(str(error)) from None

@@ -1,0 +1,85 @@
+"""Address-range dispatch of PIO and MMIO exits to device models.
+
+Devices see offsets relative to their base and know nothing of KVM; unclaimed reads
+return zeros and unclaimed writes are dropped, as on a real ISA bus (the Linux kernel
+probes ports nothing answers).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class BusDevice(Protocol):
+    def read(self, offset: int, size: int) -> bytes: ...
+
+    def write(self, offset: int, data: bytes) -> None: ...
+
+
+class BusError(ValueError):
+    """Two devices claim overlapping ranges, or a range is empty."""
+
+
+@dataclass
+class _Range:
+    base: int
+    length: int
+    device: BusDevice
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Bus:
+    """Non-overlapping ranges sorted by base; each device is serialised by its own lock
+    because several vCPU threads may touch it at once."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._ranges: list[_Range] = []
+        self._bases: list[int] = []
+
+    def insert(self, device: BusDevice, base: int, length: int) -> None:
+        if length <= 0:
+            raise BusError(f"{self.name} bus: empty range at {base:#x}")
+        index = bisect.bisect_left(self._bases, base)
+        before = self._ranges[index - 1] if index > 0 else None
+        after = self._ranges[index] if index < len(self._ranges) else None
+        if (before and before.base + before.length > base) or (after and base + length > after.base):
+            raise BusError(f"{self.name} bus: {base:#x}+{length:#x} overlaps another device")
+        self._ranges.insert(index, _Range(base, length, device))
+        self._bases.insert(index, base)
+
+    def _find(self, address: int, size: int) -> _Range | None:
+        index = bisect.bisect_right(self._bases, address) - 1
+        if index < 0:
+            return None
+        candidate = self._ranges[index]
+        if address + size <= candidate.base + candidate.length:
+            return candidate
+        return None
+
+    def lock_for(self, address: int) -> threading.Lock:
+        """The lock serialising the device at ``address``, for host-side access (e.g. input)."""
+        found = self._find(address, 1)
+        if found is None:
+            raise BusError(f"{self.name} bus: no device at {address:#x}")
+        return found.lock
+
+    def read(self, address: int, size: int) -> bytes:
+        found = self._find(address, size)
+        if found is None:
+            return bytes(size)
+        with found.lock:
+            data = found.device.read(address - found.base, size)
+        return data[:size].ljust(size, b"\0")
+
+    def write(self, address: int, data: bytes) -> bool:
+        """Deliver a write; False when no device claims the address."""
+        found = self._find(address, len(data))
+        if found is None:
+            return False
+        with found.lock:
+            found.device.write(address - found.base, data)
+        return True

@@ -1,0 +1,49 @@
+"""FOR TESTS ONLY (present with ``--test-devices``): makes the VMM break its own seccomp
+filters on request, so tests can prove a violation kills the process with a clear report.
+
+Writing 1 makes the vCPU thread handling the exit call a syscall the ``vcpu`` category
+forbids; writing 2 asks the main thread's event loop to call one the ``vmm`` category
+forbids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+PORT = 0x4F0
+IN_VCPU_THREAD = 1
+IN_MAIN_THREAD = 2
+
+
+def _bind_socket() -> Callable[[int, int, int], int]:
+    import ctypes
+
+    # Bound at import (in the main thread, before any filter) so the violation is the
+    # socket() call itself, not the imports or library loads a lazy binding would do.
+    function = ctypes.CDLL(None, use_errno=True).socket
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_socket = _bind_socket()
+AF_INET, SOCK_STREAM = 2, 1
+
+
+def forbidden_syscall() -> None:
+    """socket(AF_INET, SOCK_STREAM, 0): no VMM thread has any business opening a socket."""
+    _socket(AF_INET, SOCK_STREAM, 0)
+
+
+class ViolationDevice:
+    def __init__(self, ask_main_thread: Callable[[Callable[[], None]], None]) -> None:
+        self._ask_main_thread = ask_main_thread
+
+    def read(self, offset: int, size: int) -> bytes:
+        return bytes(size)
+
+    def write(self, offset: int, data: bytes) -> None:
+        if data[0] == IN_VCPU_THREAD:
+            forbidden_syscall()
+        elif data[0] == IN_MAIN_THREAD:
+            self._ask_main_thread(forbidden_syscall)

@@ -1,0 +1,1 @@
+"""KVM bindings: ioctl numbers, ctypes structs and a thin ioctl helper (no policy here)."""

@@ -1,0 +1,102 @@
+"""KVM ioctl request numbers, capabilities and exit reasons (6.1 uapi `linux/kvm.h`)."""
+
+from __future__ import annotations
+
+_IOC_NONE, _IOC_WRITE, _IOC_READ = 0, 1, 2
+KVMIO = 0xAE
+
+
+def _ioc(direction: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (KVMIO << 8) | nr
+
+
+def _io(nr: int) -> int:
+    return _ioc(_IOC_NONE, nr, 0)
+
+
+def _iow(nr: int, size: int) -> int:
+    return _ioc(_IOC_WRITE, nr, size)
+
+
+def _ior(nr: int, size: int) -> int:
+    return _ioc(_IOC_READ, nr, size)
+
+
+def _iowr(nr: int, size: int) -> int:
+    return _ioc(_IOC_READ | _IOC_WRITE, nr, size)
+
+
+KVM_API_VERSION = 12
+
+KVM_GET_API_VERSION = _io(0x00)
+KVM_CREATE_VM = _io(0x01)
+KVM_CHECK_EXTENSION = _io(0x03)
+KVM_GET_VCPU_MMAP_SIZE = _io(0x04)
+KVM_GET_SUPPORTED_CPUID = _iowr(0x05, 8)
+KVM_CREATE_VCPU = _io(0x41)
+KVM_SET_USER_MEMORY_REGION = _iow(0x46, 32)
+KVM_SET_TSS_ADDR = _io(0x47)
+KVM_SET_IDENTITY_MAP_ADDR = _iow(0x48, 8)
+KVM_CREATE_IRQCHIP = _io(0x60)
+KVM_IRQ_LINE = _iow(0x61, 8)
+KVM_CREATE_PIT2 = _iow(0x77, 64)
+KVM_RUN = _io(0x80)
+KVM_GET_REGS = _ior(0x81, 144)
+KVM_SET_REGS = _iow(0x82, 144)
+KVM_GET_SREGS = _ior(0x83, 312)
+KVM_SET_SREGS = _iow(0x84, 312)
+KVM_SET_MSRS = _iow(0x89, 8)
+KVM_SET_FPU = _iow(0x8D, 416)
+KVM_GET_LAPIC = _ior(0x8E, 1024)
+KVM_SET_LAPIC = _iow(0x8F, 1024)
+KVM_SET_CPUID2 = _iow(0x90, 8)
+
+KVM_CAP_IRQCHIP = 0
+KVM_CAP_USER_MEMORY = 3
+KVM_CAP_SET_TSS_ADDR = 4
+KVM_CAP_EXT_CPUID = 7
+KVM_CAP_NR_VCPUS = 9
+KVM_CAP_PIT2 = 0x21
+KVM_CAP_SET_IDENTITY_MAP_ADDR = 0x25
+KVM_CAP_MAX_VCPUS = 0x42
+KVM_CAP_IMMEDIATE_EXIT = 0x88
+
+KVM_EXIT_UNKNOWN = 0
+KVM_EXIT_EXCEPTION = 1
+KVM_EXIT_IO = 2
+KVM_EXIT_HYPERCALL = 3
+KVM_EXIT_DEBUG = 4
+KVM_EXIT_HLT = 5
+KVM_EXIT_MMIO = 6
+KVM_EXIT_IRQ_WINDOW_OPEN = 7
+KVM_EXIT_SHUTDOWN = 8
+KVM_EXIT_FAIL_ENTRY = 9
+KVM_EXIT_INTR = 10
+KVM_EXIT_INTERNAL_ERROR = 17
+KVM_EXIT_SYSTEM_EVENT = 24
+
+KVM_EXIT_IO_IN = 0
+KVM_EXIT_IO_OUT = 1
+
+KVM_SYSTEM_EVENT_SHUTDOWN = 1
+KVM_SYSTEM_EVENT_RESET = 2
+KVM_SYSTEM_EVENT_CRASH = 3
+
+KVM_PIT_SPEAKER_DUMMY = 1
+KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1
+
+EXIT_REASON_NAMES = {
+    KVM_EXIT_UNKNOWN: "UNKNOWN",
+    KVM_EXIT_EXCEPTION: "EXCEPTION",
+    KVM_EXIT_IO: "IO",
+    KVM_EXIT_HYPERCALL: "HYPERCALL",
+    KVM_EXIT_DEBUG: "DEBUG",
+    KVM_EXIT_HLT: "HLT",
+    KVM_EXIT_MMIO: "MMIO",
+    KVM_EXIT_IRQ_WINDOW_OPEN: "IRQ_WINDOW_OPEN",
+    KVM_EXIT_SHUTDOWN: "SHUTDOWN",
+    KVM_EXIT_FAIL_ENTRY: "FAIL_ENTRY",
+    KVM_EXIT_INTR: "INTR",
+    KVM_EXIT_INTERNAL_ERROR: "INTERNAL_ERROR",
+    KVM_EXIT_SYSTEM_EVENT: "SYSTEM_EVENT",
+}

@@ -1,0 +1,187 @@
+"""ctypes layouts of the KVM structs the VMM passes to ioctls (offsets per the 6.1 uapi)."""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import c_uint8, c_uint16, c_uint32, c_uint64
+
+
+class UserspaceMemoryRegion(ctypes.Structure):
+    _fields_ = [
+        ("slot", c_uint32),
+        ("flags", c_uint32),
+        ("guest_phys_addr", c_uint64),
+        ("memory_size", c_uint64),
+        ("userspace_addr", c_uint64),
+    ]
+
+
+_REGS = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp"] + [f"r{n}" for n in range(8, 16)] + ["rip", "rflags"]
+
+
+class Regs(ctypes.Structure):
+    _fields_ = [(name, c_uint64) for name in _REGS]
+
+
+class Segment(ctypes.Structure):
+    _fields_ = [
+        ("base", c_uint64),
+        ("limit", c_uint32),
+        ("selector", c_uint16),
+        ("type", c_uint8),
+        ("present", c_uint8),
+        ("dpl", c_uint8),
+        ("db", c_uint8),
+        ("s", c_uint8),
+        ("l", c_uint8),
+        ("g", c_uint8),
+        ("avl", c_uint8),
+        ("unusable", c_uint8),
+        ("padding", c_uint8),
+    ]
+
+
+class DTable(ctypes.Structure):
+    _fields_ = [("base", c_uint64), ("limit", c_uint16), ("padding", c_uint16 * 3)]
+
+
+class Sregs(ctypes.Structure):
+    _fields_ = [
+        ("cs", Segment),
+        ("ds", Segment),
+        ("es", Segment),
+        ("fs", Segment),
+        ("gs", Segment),
+        ("ss", Segment),
+        ("tr", Segment),
+        ("ldt", Segment),
+        ("gdt", DTable),
+        ("idt", DTable),
+        ("cr0", c_uint64),
+        ("cr2", c_uint64),
+        ("cr3", c_uint64),
+        ("cr4", c_uint64),
+        ("cr8", c_uint64),
+        ("efer", c_uint64),
+        ("apic_base", c_uint64),
+        ("interrupt_bitmap", c_uint64 * 4),
+    ]
+
+
+class CpuidEntry2(ctypes.Structure):
+    _fields_ = [
+        ("function", c_uint32),
+        ("index", c_uint32),
+        ("flags", c_uint32),
+        ("eax", c_uint32),
+        ("ebx", c_uint32),
+        ("ecx", c_uint32),
+        ("edx", c_uint32),
+        ("padding", c_uint32 * 3),
+    ]
+
+
+def cpuid2_type(count: int) -> type[ctypes.Structure]:
+    """`struct kvm_cpuid2` with room for ``count`` entries (a flexible array in C)."""
+
+    class Cpuid2(ctypes.Structure):
+        _fields_ = [("nent", c_uint32), ("padding", c_uint32), ("entries", CpuidEntry2 * count)]
+
+    return Cpuid2
+
+
+class MsrEntry(ctypes.Structure):
+    _fields_ = [("index", c_uint32), ("reserved", c_uint32), ("data", c_uint64)]
+
+
+def msrs_type(count: int) -> type[ctypes.Structure]:
+    """`struct kvm_msrs` with ``count`` entries."""
+
+    class Msrs(ctypes.Structure):
+        _fields_ = [("nmsrs", c_uint32), ("pad", c_uint32), ("entries", MsrEntry * count)]
+
+    return Msrs
+
+
+class Fpu(ctypes.Structure):
+    _fields_ = [
+        ("fpr", (c_uint8 * 16) * 8),
+        ("fcw", c_uint16),
+        ("fsw", c_uint16),
+        ("ftwx", c_uint8),
+        ("pad1", c_uint8),
+        ("last_opcode", c_uint16),
+        ("last_ip", c_uint64),
+        ("last_dp", c_uint64),
+        ("xmm", (c_uint8 * 16) * 16),
+        ("mxcsr", c_uint32),
+        ("pad2", c_uint32),
+    ]
+
+
+class LapicState(ctypes.Structure):
+    _fields_ = [("regs", ctypes.c_char * 1024)]
+
+
+class IrqLevel(ctypes.Structure):
+    _fields_ = [("irq", c_uint32), ("level", c_uint32)]
+
+
+class PitConfig(ctypes.Structure):
+    _fields_ = [("flags", c_uint32), ("pad", c_uint32 * 15)]
+
+
+class _Io(ctypes.Structure):
+    _fields_ = [
+        ("direction", c_uint8),
+        ("size", c_uint8),
+        ("port", c_uint16),
+        ("count", c_uint32),
+        ("data_offset", c_uint64),
+    ]
+
+
+class _Mmio(ctypes.Structure):
+    _fields_ = [("phys_addr", c_uint64), ("data", c_uint8 * 8), ("len", c_uint32), ("is_write", c_uint8)]
+
+
+class _FailEntry(ctypes.Structure):
+    _fields_ = [("hardware_entry_failure_reason", c_uint64), ("cpu", c_uint32)]
+
+
+class _Internal(ctypes.Structure):
+    _fields_ = [("suberror", c_uint32), ("ndata", c_uint32), ("data", c_uint64 * 16)]
+
+
+class _SystemEvent(ctypes.Structure):
+    _fields_ = [("type", c_uint32), ("ndata", c_uint32), ("data", c_uint64 * 16)]
+
+
+class _ExitUnion(ctypes.Union):
+    _fields_ = [
+        ("io", _Io),
+        ("mmio", _Mmio),
+        ("fail_entry", _FailEntry),
+        ("internal", _Internal),
+        ("system_event", _SystemEvent),
+        ("padding", ctypes.c_char * 256),
+    ]
+
+
+class Run(ctypes.Structure):
+    """The head of the shared `struct kvm_run` page (the part a VMM reads and writes)."""
+
+    _fields_ = [
+        ("request_interrupt_window", c_uint8),
+        ("immediate_exit", c_uint8),
+        ("padding1", c_uint8 * 6),
+        ("exit_reason", c_uint32),
+        ("ready_for_interrupt_injection", c_uint8),
+        ("if_flag", c_uint8),
+        ("flags", c_uint16),
+        ("cr8", c_uint64),
+        ("apic_base", c_uint64),
+        ("exit", _ExitUnion),
+        ("kvm_valid_regs", c_uint64),
+        ("kvm_dirty_regs", c_uint64),
+    ]

@@ -1,0 +1,120 @@
+"""Per-thread seccomp filters and the report of a violation.
+
+All categories are compiled in the main thread before any thread starts; each thread
+installs its own (`install`) after its setup. The policies use `default_action: trap`:
+the kernel then sends the offending thread a SIGSYS, and `install_violation_handler`'s
+handler (a C-level sigaction callback, so it runs at once in that very thread) logs the
+thread and syscall names, flushes metrics and ends the whole process with status 148 —
+Firecracker's BadSyscall code. It never returns, because a return would make the trapped
+syscall look like it succeeded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from vmm.errors import VmmError
+
+BAD_SYSCALL_EXIT_STATUS = 148
+SA_SIGINFO = 4
+SIGINFO_SYSCALL_OFFSET = 0x18
+SIGINFO_ARCH_OFFSET = 0x1C
+AUDIT_ARCH_X86_64 = 0xC000003E
+SYSCALL_TABLE_SIZE = 512
+
+
+class _Sigaction(ctypes.Structure):
+    _fields_ = [
+        ("sa_sigaction", ctypes.c_void_p),
+        ("sa_mask", ctypes.c_ulong * 16),
+        ("sa_flags", ctypes.c_int),
+        ("sa_restorer", ctypes.c_void_p),
+    ]
+
+
+_HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_installed: list[ViolationReporter] = []
+
+
+def compile_filters(policy_path: Path | None, categories: list[str]) -> dict[str, bytes]:
+    """BPF programs for ``categories`` from ``policy_path`` (default: the shipped `vmm`)."""
+    from jailer.policies import PolicyError, load_policy, shipped_policy_path
+    from jailer.policies.compiler import compile_category
+
+    try:
+        policy = load_policy(policy_path or shipped_policy_path("vmm"))
+        missing = [name for name in categories if name not in policy.categories]
+        if missing:
+            raise VmmError(f"seccomp policy {policy.source}: no category {missing[0]!r} (needs {', '.join(categories)})")
+        return {name: compile_category(policy, name, arch="x86_64") for name in categories}
+    except PolicyError as error:
+        raise VmmError(f"seccomp policy: {error}") from None
+
+
+def install(program: bytes) -> None:
+    """Install ``program`` on the calling thread only."""
+    from jailer.policies.loader import install_filter
+
+    install_filter(program, all_threads=False)
+
+
+def syscall_names() -> list[str]:
+    """Number → name for x86_64, computed before any filter (the handler must not look up)."""
+    from jailer.policies import syscalls
+
+    return [syscalls.name(nr) or f"syscall_{nr}" for nr in range(SYSCALL_TABLE_SIZE)]
+
+
+class ViolationReporter:
+    """Owns the SIGSYS handler; ``report`` is what the handler calls (also unit-testable)."""
+
+    def __init__(self, names: list[str], thread_name: Callable[[], str], write_line: Callable[[str], None],
+                 flush_metrics: Callable[[], None], count: Callable[[], None]) -> None:
+        self._names = names
+        self._thread_name = thread_name
+        self._write_line = write_line
+        self._flush_metrics = flush_metrics
+        self._count = count
+        self._callback = _HANDLER_TYPE(self._handle)
+
+    def describe(self, number: int, arch: int) -> str:
+        if arch != AUDIT_ARCH_X86_64:
+            return f"syscall {number} of foreign architecture {arch:#x}"
+        name = self._names[number] if 0 <= number < len(self._names) else f"syscall_{number}"
+        return f"{name} ({number})"
+
+    def report_line(self, number: int, arch: int) -> str:
+        return f"seccomp violation: thread {self._thread_name()} called {self.describe(number, arch)}; shutting down"
+
+    def _handle(self, signum: int, info: int | None, _context: int | None) -> None:
+        try:
+            if info:
+                number = ctypes.c_int.from_address(info + SIGINFO_SYSCALL_OFFSET).value
+                arch = ctypes.c_uint.from_address(info + SIGINFO_ARCH_OFFSET).value
+            else:
+                number, arch = -1, AUDIT_ARCH_X86_64
+            self._count()
+            self._write_line(self.report_line(number, arch))
+            self._flush_metrics()
+        finally:
+            os._exit(BAD_SYSCALL_EXIT_STATUS)
+
+    def install(self) -> None:
+        """sigaction(SIGSYS, SA_SIGINFO) in the calling (main) thread, before any filter."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        action = _Sigaction()
+        action.sa_sigaction = ctypes.cast(self._callback, ctypes.c_void_p).value
+        action.sa_flags = SA_SIGINFO
+        if libc.sigaction(signal.SIGSYS, ctypes.byref(action), None) != 0:
+            raise VmmError(f"cannot install the SIGSYS handler: {os.strerror(ctypes.get_errno())}")
+        _installed.append(self)  # the C handler points into this object: keep it alive
+
+
+def current_thread_name(main_name: str = "vmm") -> str:
+    thread = threading.current_thread()
+    return main_name if thread is threading.main_thread() else thread.name

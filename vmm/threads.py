@@ -1,0 +1,14 @@
+"""OS-level thread names (what `ps -L`, /proc/<pid>/task/<tid>/comm and violation reports
+show); Python's threading names are not visible to the kernel."""
+
+from __future__ import annotations
+
+import ctypes
+
+PR_SET_NAME = 15
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def set_os_thread_name(name: str) -> None:
+    _libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)

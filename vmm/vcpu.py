@@ -1,0 +1,163 @@
+"""vCPU threads: KVM_RUN (without the GIL) and the dispatch of its exits.
+
+PIO and MMIO exits go to the buses; everything that ends the VM (exit port, reset,
+triple fault, system events, internal errors) becomes one `Stop` for the main thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import TYPE_CHECKING
+
+from vmm.errors import VmmError
+from vmm.events import EventQueue, Stop
+from vmm.kvm import ioctls
+
+if TYPE_CHECKING:
+    from vmm.bus import Bus
+    from vmm.kvm.system import Vcpu
+    from vmm.memory import GuestMemory
+    from vmm.metrics import Metrics
+
+GENERIC_ERROR_STATUS = 1
+
+_SYSTEM_EVENTS = {
+    ioctls.KVM_SYSTEM_EVENT_SHUTDOWN: "shutdown",
+    ioctls.KVM_SYSTEM_EVENT_RESET: "reset",
+    ioctls.KVM_SYSTEM_EVENT_CRASH: "crash",
+}
+
+
+class VcpuThread(threading.Thread):
+    def __init__(
+        self,
+        vcpu: Vcpu,
+        *,
+        pio: Bus,
+        mmio: Bus,
+        events: EventQueue,
+        metrics: Metrics,
+        memory: GuestMemory,
+        filter_program: bytes | None,
+    ) -> None:
+        super().__init__(name=f"vcpu{vcpu.index}", daemon=True)
+        self.vcpu = vcpu
+        self.pio = pio
+        self.mmio = mmio
+        self.events = events
+        self.metrics = metrics
+        self.memory = memory
+        self.filter_program = filter_program
+
+    def run(self) -> None:
+        from vmm.threads import set_os_thread_name
+
+        set_os_thread_name(self.name)
+        try:
+            if self.filter_program is not None:
+                from vmm import seccomp
+
+                seccomp.install(self.filter_program)
+            self._loop()
+        except VmmError as error:
+            self.events.post_stop(Stop(GENERIC_ERROR_STATUS, f"{self.name}: {error}", "Error"))
+        except Exception as error:  # a bug must still end the VM with a report, not hang it
+            self.events.post_stop(
+                Stop(GENERIC_ERROR_STATUS, f"{self.name}: internal error: {type(error).__name__}: {error}", "Error")
+            )
+
+    def kick(self) -> None:
+        """Make KVM_RUN return at once (the caller also signals the thread)."""
+        self.vcpu.run.immediate_exit = 1
+
+    def _loop(self) -> None:
+        vcpu, run, events = self.vcpu, self.vcpu.run, self.events
+        while not events.stopping:
+            if vcpu.run_once():
+                continue  # EINTR/EAGAIN: a kick or a ptrace stop; the loop condition decides
+            reason = run.exit_reason
+            if reason == ioctls.KVM_EXIT_IO:
+                self._io()
+            elif reason == ioctls.KVM_EXIT_MMIO:
+                self._mmio()
+            else:
+                events.post_stop(self._final_exit(reason))
+                return
+
+    def _io(self) -> None:
+        io = self.vcpu.run.exit.io
+        size, port, count = io.size, io.port, io.count
+        address = self.vcpu.run_address + io.data_offset
+        if io.direction == ioctls.KVM_EXIT_IO_OUT:
+            self.metrics.increment("vcpu.exit_io_out")
+            data = ctypes.string_at(address, size * count)
+            for k in range(count):
+                self.pio.write(port, data[k * size : (k + 1) * size])
+        else:
+            self.metrics.increment("vcpu.exit_io_in")
+            data = b"".join(self.pio.read(port, size) for _ in range(count))
+            ctypes.memmove(address, data, len(data))
+
+    def _mmio(self) -> None:
+        mmio = self.vcpu.run.exit.mmio
+        length = min(mmio.len, 8)
+        if mmio.is_write:
+            self.metrics.increment("vcpu.exit_mmio_write")
+            self.mmio.write(mmio.phys_addr, bytes(mmio.data)[:length])
+        else:
+            self.metrics.increment("vcpu.exit_mmio_read")
+            data = self.mmio.read(mmio.phys_addr, length)
+            ctypes.memmove(ctypes.addressof(mmio.data), data, length)
+
+    def _where(self) -> str:
+        try:
+            regs = self.vcpu.get_regs()
+        except VmmError:
+            return "RIP unknown"
+        text = f"RIP {regs.rip:#x}"
+        code = None
+        try:
+            sregs = self.vcpu.get_sregs()
+            # Without paging (or within the boot identity map) RIP+CS base is a guest-physical address.
+            linear = sregs.cs.base + regs.rip
+            if not sregs.cr0 & 0x8000_0000 or linear < (1 << 30):
+                code = self.memory.read(linear, 16)
+        except VmmError:
+            code = None
+        if code is not None:
+            text += f", code at RIP: {code.hex(' ')}"
+        return text
+
+    def _final_exit(self, reason: int) -> Stop:
+        run = self.vcpu.run
+        name = self.name
+        if reason == ioctls.KVM_EXIT_SHUTDOWN:
+            return Stop(0, f"{name}: guest shut down (KVM_EXIT_SHUTDOWN: triple fault) at {self._where()}", "Warning")
+        if reason == ioctls.KVM_EXIT_HLT:
+            return Stop(0, f"{name}: guest halted (KVM_EXIT_HLT) at {self._where()}")
+        if reason == ioctls.KVM_EXIT_SYSTEM_EVENT:
+            kind = run.exit.system_event.type
+            label = _SYSTEM_EVENTS.get(kind, f"type {kind}")
+            if kind == ioctls.KVM_SYSTEM_EVENT_CRASH:
+                return Stop(GENERIC_ERROR_STATUS, f"{name}: guest crashed (KVM_EXIT_SYSTEM_EVENT crash)", "Error")
+            return Stop(0, f"{name}: guest requested {label} (KVM_EXIT_SYSTEM_EVENT)")
+        if reason == ioctls.KVM_EXIT_INTERNAL_ERROR:
+            internal = run.exit.internal
+            words = " ".join(f"{internal.data[i]:#x}" for i in range(min(internal.ndata, 16)))
+            return Stop(
+                GENERIC_ERROR_STATUS,
+                f"{name}: KVM internal error, suberror {internal.suberror} at {self._where()}"
+                + (f", data: {words}" if words else ""),
+                "Error",
+            )
+        if reason == ioctls.KVM_EXIT_FAIL_ENTRY:
+            failure = run.exit.fail_entry
+            return Stop(
+                GENERIC_ERROR_STATUS,
+                f"{name}: VM entry failed, hardware reason {failure.hardware_entry_failure_reason:#x} "
+                f"at {self._where()}",
+                "Error",
+            )
+        label = ioctls.EXIT_REASON_NAMES.get(reason, str(reason))
+        return Stop(GENERIC_ERROR_STATUS, f"{name}: unexpected exit KVM_EXIT_{label} at {self._where()}", "Error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,17 @@ def jailer_under_test(pytestconfig: pytest.Config) -> tuple[Path, bool]:
 @pytest.fixture(scope="session")
 def escape_probe(c_build_dir: Path) -> Path:
     return build_probe(c_build_dir)
+
+
+@pytest.fixture(scope="session")
+def jail_exec_file(escape_probe: Path, jailer_under_test: tuple[Path, bool]) -> Path:
+    """The probe under the name the audited jailer accepts: Firecracker's jailer 1.2 to 1.12
+    insists the exec file name contains "firecracker"."""
+    if jailer_under_test[1]:
+        return escape_probe
+    renamed = escape_probe.with_name(f"firecracker_{escape_probe.name}")
+    shutil.copy2(escape_probe, renamed)
+    return renamed
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@
  * host file outside the jail), fd=N (an fd the harness opened before starting the jailer),
  * secret=NAME (an env var the harness set), port=N (a host loopback listener), path=PATH.
  * `list` prints every technique with its description.
+ *
+ * Run with privileges (as root outside a jail), it refuses every technique that would act on the
+ * host itself (kill(-1), reboot, sethostname, ...): see safe_when_privileged().
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1123,6 +1126,21 @@ static int report_privileges(void) {
     return geteuid() == 0 || getegid() == 0 || permitted_caps() || effective_caps() ? STATUS_ESCAPED : STATUS_CONTAINED;
 }
 
+/* Run with privileges (euid 0 or any capability: not jailed), a technique would act on the host
+ * itself: kill(-1) would signal every process, reboot/swapon/sethostname would change the host.
+ * Only these, harmless to the host in a private mount namespace, may then run (the harness's
+ * canaries, which check that escapes are detected at all). */
+static int safe_when_privileged(const char *name) {
+    static const char *const safe[] = {
+        "chroot_chdir_dotdot", "fchdir_inherited_fd", "inherited_fd_read", "host_environment",
+        "kill_host_pid", "mount_tmpfs", "setuid_root", "mknod_block",
+    };
+    for (size_t i = 0; i < sizeof safe / sizeof safe[0]; i++)
+        if (strcmp(name, safe[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static int run_technique(void *technique) {
     ((const struct technique *)technique)->run();
     return 0;
@@ -1157,6 +1175,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < TECHNIQUE_COUNT; i++) {
         if (strcmp(techniques[i].name, technique_name) != 0)
             continue;
+        if ((geteuid() == 0 || effective_caps() != 0) && !safe_when_privileged(technique_name)) {
+            emit("refused", "", 0, 0, "the probe holds privileges: outside a jail this technique would hit the host");
+            return 2;
+        }
         /* The parent keeps only the report pipe; SIGTERM is ignored so kill(-1) cannot silence it. */
         signal(SIGTERM, SIG_IGN);
         int report[2];

@@ -54,16 +54,39 @@ def test_seccomp_attributions_are_falsifiable() -> None:
                 assert key not in technique.expected[NO_SECCOMP], (technique.name, key)
 
 
+@pytest.mark.root
+def test_privileged_probe_refuses_techniques_that_would_hit_the_host(escape_probe: Path) -> None:
+    for name in ("kill_all", "reboot", "sethostname", "fork_bomb", "swapon"):
+        result = subprocess.run([str(escape_probe), name], capture_output=True, text=True, timeout=10)
+        assert result.returncode == 2, (name, result)
+        assert '"outcome":"refused"' in result.stdout, (name, result.stdout)
+
+
 def test_unknown_technique_is_a_usage_error(escape_probe: Path) -> None:
     result = subprocess.run([str(escape_probe), "no_such_technique"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "unknown technique" in result.stderr
 
 
+# What a bare `chroot` as root lets through: the probe and harness must see each of these as
+# `escaped`, or a test that "passes" in a real jail proves nothing.
+# Only techniques harmless to the host when run as root (the probe refuses the others then).
+CANARIES = ("chroot_chdir_dotdot", "fchdir_inherited_fd", "inherited_fd_read", "host_environment",
+            "kill_host_pid", "mount_tmpfs", "setuid_root", "mknod_block")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("name", CANARIES)
+def test_probe_detects_an_escape_from_a_bare_chroot(name: str, escape_probe: Path, unique_name: str) -> None:
+    with escape_harness(Path("/nonexistent"), escape_probe, unique_name, ours=False, weak=True) as harness:
+        result = harness.run(TECHNIQUES_BY_NAME[name], NO_SECCOMP)
+    assert result.token == "escaped", f"{name}: the canary was not detected: {result}"
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", [technique.name for technique in TECHNIQUES])
-def test_escape_is_stopped(name: str, mode: str, escape_probe: Path, jailer_under_test: tuple[Path, bool],
+def test_escape_is_stopped(name: str, mode: str, jail_exec_file: Path, jailer_under_test: tuple[Path, bool],
                            unique_name: str, escape_results: list[EscapeResult],
                            request: pytest.FixtureRequest) -> None:
     technique = TECHNIQUES_BY_NAME[name]
@@ -78,7 +101,7 @@ def test_escape_is_stopped(name: str, mode: str, escape_probe: Path, jailer_unde
         # Strict: the day the hole is closed this XPASSes and fails, so the marker gets removed.
         request.node.add_marker(pytest.mark.xfail(reason=technique.known_hole[mode], strict=True))
 
-    with escape_harness(jailer, escape_probe, unique_name, ours) as harness:
+    with escape_harness(jailer, jail_exec_file, unique_name, ours) as harness:
         result = harness.run(technique, mode)
     escape_results.append(result)
 

@@ -316,6 +316,7 @@ class EscapeHarness:
     work: Path
     jail_id: str
     ours: bool
+    weak: bool = False
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
@@ -326,11 +327,21 @@ class EscapeHarness:
         return self.base / self.probe.name / jail_id / "root"
 
     def jailer_argv(self, jail_id: str, uid: int, flags: Sequence[str], probe_args: Sequence[str]) -> list[str]:
+        if self.weak:
+            return self._weak_argv(probe_args)
         return [
             str(self.jailer), "--id", jail_id, "--exec-file", str(self.probe),
             "--uid", str(uid), "--gid", str(uid), "--chroot-base-dir", str(self.base),
             *flags, "--", *probe_args,
         ]
+
+    def _weak_argv(self, probe_args: Sequence[str]) -> list[str]:
+        """The canary's "jail": a plain chroot(2) as root in a private mount namespace, nothing else."""
+        root = self.work / "weak"
+        (root / "run").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.probe, root / self.probe.name)
+        return ["unshare", "--mount", "--propagation", "private", "chroot", str(root),
+                f"/{self.probe.name}", *probe_args]
 
     def close(self) -> None:
         try:
@@ -537,9 +548,10 @@ def _drain_terminal_input(slave: int) -> bytes:
 
 
 @contextlib.contextmanager
-def escape_harness(jailer: Path, probe: Path, jail_id: str, ours: bool) -> Iterator[EscapeHarness]:
+def escape_harness(jailer: Path, probe: Path, jail_id: str, ours: bool, weak: bool = False) -> Iterator[EscapeHarness]:
+    """A harness for one technique; `weak=True` swaps the jailer for a bare root chroot (the canary)."""
     work = Path(tempfile.mkdtemp(prefix=f"stockade-{jail_id}-"))
-    harness = EscapeHarness(jailer=jailer, probe=probe, work=work, jail_id=jail_id, ours=ours)
+    harness = EscapeHarness(jailer=jailer, probe=probe, work=work, jail_id=jail_id, ours=ours, weak=weak)
     try:
         yield harness
     finally:

@@ -316,3 +316,22 @@ def test_initrd_placement_property(memory_mib: int, size: int, kernel_end: int, 
     assert address + size <= low_end and address + size <= address_max + 1
     # highest: one more page up would break a bound
     assert address + 4096 + size > min(low_end, address_max + 1)
+
+
+def test_loader_and_acpi_on_the_real_guest_memory(write_file) -> None:
+    """The same calls the VMM builder makes, against vmm.memory.GuestMemory (mmap-backed)."""
+    from vmm.acpi import MmioDeviceInfo, build_acpi_tables
+    from vmm.memory import GuestMemory
+
+    memory = GuestMemory(64 * MIB)
+    try:
+        rsdp = build_acpi_tables(memory, vcpu_count=2, mmio_devices=[MmioDeviceInfo("vda", 0xC0001000, 0x1000, 5)])
+        image = make_elf64([(KERNEL_LOAD_ADDRESS, b"\xf4" * 16, 16)], entry=0, pvh_entry=KERNEL_LOAD_ADDRESS)
+        entry = load_kernel(memory, write_file("pvh", image), cmdline="a=b", initrd_path=write_file("i", b"Z" * 10), rsdp_address=rsdp)
+        assert entry.protocol == "pvh"
+        assert struct.unpack("<Q", memory.read(PVH_START_INFO_ADDRESS + 32, 8))[0] == rsdp == 0xE0000
+        assert memory.read(rsdp, 8) == b"RSD PTR "
+        assert memory.read(KERNEL_LOAD_ADDRESS, 16) == b"\xf4" * 16
+        assert memory.read(CMDLINE_ADDRESS, 4) == b"a=b\0"
+    finally:
+        memory.close()

@@ -98,14 +98,35 @@ def run_vmm(
     log_path: Path | None = None,
     timeout: float = 60,
     stdin: int | None = subprocess.DEVNULL,
+    jail_policy: Path | None = None,
 ) -> VmmRun:
-    """Run the real VMM to its end; the log goes to ``log_path`` when given."""
-    command = [*VMM_COMMAND, "--config-file", str(config), "--no-api", *extra_args]
+    """Run the real VMM to its end; the log goes to ``log_path`` when given. With
+    ``jail_policy`` its `jail` category is enforced process-wide from before the exec."""
+    prefix = VMM_COMMAND if jail_policy is None else jailed_vmm_command(jail_policy)
+    command = [*prefix, "--config-file", str(config), "--no-api", *extra_args]
     if log_path is not None:
         command += ["--log-path", str(log_path)]
-    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    # No bytecode writes: inside a jail the runtime is read-only, and the jail filter has no rename.
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT, env=environment, stdin=stdin
     )
     log = log_path.read_text() if log_path is not None and log_path.exists() else ""
     return VmmRun(result.returncode, result.stdout, result.stderr, log)
+
+
+JAIL_LAUNCHER = """
+import os, sys
+from jailer.policies import load_policy
+from jailer.policies.compiler import compile_category
+from jailer.policies.loader import install_filter
+program = compile_category(load_policy(sys.argv[1]), "jail", arch="x86_64")
+install_filter(program, all_threads=True)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+def jailed_vmm_command(policy: Path) -> list[str]:
+    """The VMM started the way the jailer hands off: the `jail` category installed
+    process-wide, then execve of the interpreter running the VMM."""
+    return [sys.executable, "-c", JAIL_LAUNCHER, str(policy), *VMM_COMMAND[1:]]

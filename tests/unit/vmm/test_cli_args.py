@@ -1,0 +1,48 @@
+"""The VMM's argument parsing: Firecracker's options, one-line errors, exit code 153."""
+
+from __future__ import annotations
+
+import pytest
+
+from vmm.cli import ArgumentError, main, parse_arguments
+
+
+def test_jailer_style_arguments() -> None:
+    arguments = parse_arguments(
+        ["--id", "vm-1", "--start-time-us", "12", "--start-time-cpu-us=3", "--parent-cpu-time-us", "4",
+         "--config-file", "c.json", "--no-api", "--boot-timer", "--level", "Debug", "--seccomp-filter", "p.json"]
+    )
+    assert arguments.instance_id == "vm-1" and arguments.start_time_cpu_us == "3"
+    assert arguments.config_file == "c.json" and arguments.no_api and arguments.boot_timer
+    assert arguments.seccomp_filter == "p.json" and not arguments.no_seccomp
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--no-api"], "--config-file is required"),
+        (["--config-file", "c"], "the API server is not supported yet: pass --no-api"),
+        (["--config-file"], "--config-file needs a value"),
+        (["--config-file", "c", "--no-api", "--bogus"], "unknown argument '--bogus'"),
+        (["--config-file", "c", "--no-api", "--start-time-us", "-1"], "must be a non-negative integer"),
+        (["--config-file", "c", "--config-file", "d", "--no-api"], "--config-file given twice"),
+        (["--config-file", "c", "--no-api", "--no-seccomp", "--seccomp-filter", "p"], "contradict"),
+        (["--config-file", "c", "--no-api", "--id", "a/b"], "--id 'a/b'"),
+    ],
+)
+def test_bad_arguments(argv: list[str], message: str) -> None:
+    with pytest.raises(ArgumentError, match=message):
+        parse_arguments(argv)
+
+
+def test_main_reports_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--bogus"]) == 153
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("vmm: unknown argument")
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "--seccomp-filter FILE" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("vmm ")

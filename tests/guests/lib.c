@@ -92,14 +92,20 @@ void put_dec(u64 value)
     puts(&digits[i]);
 }
 
+/* CRC-32 (IEEE, as zlib.crc32), table-driven: guests run slowly on software virtualization. */
 u32 crc32(const u8 *data, u64 length)
 {
+    static u32 table[256];
     u32 crc = 0xFFFFFFFF;
-    for (u64 i = 0; i < length; i++) {
-        crc ^= data[i];
-        for (int bit = 0; bit < 8; bit++)
-            crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1));
-    }
+    if (!table[1])
+        for (u32 n = 0; n < 256; n++) {
+            u32 c = n;
+            for (int bit = 0; bit < 8; bit++)
+                c = (c >> 1) ^ (0xEDB88320 & -(c & 1));
+            table[n] = c;
+        }
+    for (u64 i = 0; i < length; i++)
+        crc = table[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }
 

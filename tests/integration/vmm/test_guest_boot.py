@@ -80,7 +80,7 @@ def boot(
 @pytest.fixture
 def initrd(tmp_path: Path) -> Path:
     path = tmp_path / "initrd.img"
-    path.write_bytes(os.urandom(200 * 1024 + 123))
+    path.write_bytes(os.urandom(24 * 1024 + 123))  # small: guest code is slow under PVM
     return path
 
 
@@ -168,3 +168,22 @@ def test_pio_loop_guest_runs_to_its_count(vmm: list[str], tmp_path: Path) -> Non
     run = boot(vmm, tmp_path, build_guest("pioloop", "pvh"), cmdline="count=5000")
     assert "pio: writes=5000" in run.report.serial and run.report.done
     assert run.returncode == 1
+
+
+@pytest.mark.parametrize(("image", "initrd_ceiling"), [("pvh", 0xC000_0000), ("bzimage", 0x8000_0000)])
+def test_memory_above_the_mmio_hole(vmm: list[str], tmp_path: Path, initrd: Path, image: str, initrd_ceiling: int) -> None:
+    """3.25 GiB: RAM to 3 GiB, the 32-bit MMIO hole, the last 256 MiB from 4 GiB. The initrd
+    stays below the hole and below the kernel's initrd_addr_max (2 GiB for this bzImage)."""
+    run = boot(vmm, tmp_path, build_guest("report", image), cmdline="", memory_mib=3328, initrd=initrd)
+    report = run.report
+    assert report.done, report.serial + run.log
+    assert report.memory_map == [
+        (0, 0x9FC00, "ram"),
+        (0x9FC00, 0x100000, "reserved"),
+        (0x100000, 0xC000_0000, "ram"),
+        (1 << 32, (1 << 32) + 256 * MIB, "ram"),
+    ]
+    size = initrd.stat().st_size
+    record = report.records["initrd"]
+    assert int(record["address"], 16) == (initrd_ceiling - size) // 4096 * 4096
+    assert int(record["crc32"], 16) == zlib.crc32(initrd.read_bytes())

@@ -32,7 +32,7 @@ def run_qemu(command: list[str]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("vcpus", [1, 2])
 def test_report_guest_under_qemu(tmp_path: Path, vcpus: int) -> None:
     initrd = tmp_path / "initrd"
-    initrd.write_bytes(os.urandom(64 * 1024 + 5))
+    initrd.write_bytes(os.urandom(16 * 1024 + 5))
     cmdline = "console=ttyS0 exit_code=9 key=value"
     result = run_qemu(qemu_command(build_guest("report", "pvh"), memory_mib=128, vcpus=vcpus, cmdline=cmdline, initrd=initrd))
     report = parse_report(result.stdout)
@@ -43,7 +43,7 @@ def test_report_guest_under_qemu(tmp_path: Path, vcpus: int) -> None:
     ram = [(start, end) for start, end, kind in report.memory_map if kind == "ram"]
     assert (0, 0x9FC00) in ram and (0x100000, 128 * MIB) in ram
     record = report.records["initrd"]
-    assert int(record["size"]) == 64 * 1024 + 5
+    assert int(record["size"]) == 16 * 1024 + 5
     assert int(record["crc32"], 16) == zlib.crc32(initrd.read_bytes())
     assert int(report.values["cpus"]) == vcpus
     assert report.cpus == [(index, index) for index in range(vcpus)]

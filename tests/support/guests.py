@@ -195,7 +195,10 @@ def parse_report(serial: str) -> GuestReport:
         elif match := re.fullmatch(r"cpu uid=(\d+) apic_id=(\d+)", line):
             report.cpus.append((int(match[1]), int(match[2])))
         elif match := re.fullmatch(r"device (\S+)(.*)", line):
-            report.devices.append((match[1], dict(_PAIRS.findall(match[2]))))
+            resources: dict[str, str] = {}
+            for key, value in _PAIRS.findall(match[2]):  # repeated keys (two IO ranges) join with ","
+                resources[key] = f"{resources[key]},{value}" if key in resources else value
+            report.devices.append((match[1], resources))
         elif match := re.fullmatch(r"(\w+)=(.*)", line):
             report.values[match[1]] = match[2]
         elif match := re.fullmatch(r"(\w+(?: \w+)?) (\w+=.*)", line):

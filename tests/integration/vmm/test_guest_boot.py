@@ -126,7 +126,7 @@ def test_guest_finds_cpus_and_devices_through_acpi(vmm: list[str], tmp_path: Pat
     assert report.values["lapic_address"] == "0xfee00000"
     hids = [hid for hid, _ in report.devices]
     assert ("PNP0501", {"io": "0x3f8", "irq": "4"}) in report.devices
-    assert ("PNP0303", {"io": "0x64", "irq": "1"}) in report.devices  # the last IO of the two is kept
+    assert ("PNP0303", {"io": "0x60,0x64", "irq": "1"}) in report.devices
     for hid, resources in report.devices:
         if hid == "LNRO0005":  # virtio-mmio windows the VMM registered, if any
             base = int(resources["base"], 16)

@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support.guests import FakeGuestMemory
 from vmm.acpi import AcpiError, MmioDeviceInfo, aml, build_acpi_tables
@@ -246,3 +248,18 @@ def test_iasl_notices_a_bad_checksum(iasl: str, tmp_path: Path) -> None:
     (tmp_path / "bad.dat").write_bytes(madt)
     result = subprocess.run([iasl, "-d", "bad.dat"], capture_output=True, text=True, cwd=tmp_path)
     assert re.search(r"(?i)incorrect checksum", result.stdout + result.stderr + (tmp_path / "bad.dsl").read_text())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=(1 << 28) - 5))
+def test_pkg_length_round_trip_property(length: int) -> None:
+    encoded = aml.pkg_length(length)
+    extra = encoded[0] >> 6
+    value = encoded[0] & (0x3F if extra == 0 else 0x0F)
+    for index, byte in enumerate(encoded[1:]):
+        value |= byte << (4 + 8 * index)
+    assert value == length + len(encoded)
+    if extra:
+        assert encoded[0] & 0x30 == 0, "bits 4-5 of a multi-byte lead are reserved"
+    shorter = len(encoded) - 1
+    assert shorter == 0 or length + shorter >= (0x40 if shorter == 1 else 1 << (4 + 8 * (shorter - 1))), "shortest form"

@@ -335,3 +335,21 @@ def test_loader_and_acpi_on_the_real_guest_memory(write_file) -> None:
         assert memory.read(CMDLINE_ADDRESS, 4) == b"a=b\0"
     finally:
         memory.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(min_value=1, max_value=1 << 40).map(lambda n: n * 4096))
+def test_memory_map_property(size: int) -> None:
+    """Sorted, disjoint, all of RAM except the system area, and that area always reserved."""
+    from vmm.memory import ram_regions
+
+    regions = ram_regions(size)
+    entries = build_memory_map(regions)
+    for before, after in zip(entries, entries[1:]):
+        assert before.end <= after.address
+    ram = sum(entry.size for entry in entries if entry.kind == E820_RAM)
+    low = regions[0][1]
+    hidden = max(0, min(low, 0x100000) - 0x9FC00)
+    assert ram == size - hidden
+    assert E820Entry(0x9FC00, 0x60400, E820_RESERVED) in entries
+    assert all(entry.end <= 0xC000_0000 or entry.address >= 1 << 32 for entry in entries)

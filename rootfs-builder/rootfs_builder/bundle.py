@@ -16,7 +16,7 @@ from typing import Any
 from rootfs_builder import busybox, cpio
 from rootfs_builder.cache import Cache
 from rootfs_builder.errors import BuildError
-from rootfs_builder.files import output_dir, output_file
+from rootfs_builder.files import check_output_dir, output_dir, output_file
 from rootfs_builder.initramfs import InitramfsBuild, build_initramfs
 from rootfs_builder.kernel import KernelBuild, build_kernel
 from rootfs_builder.progress import Progress, QuietProgress
@@ -70,6 +70,7 @@ def build_all(
     cache = cache or Cache()
     progress = progress or QuietProgress()
     out_dir = Path(out_dir).absolute()
+    check_output_dir(out_dir)
     with output_dir(out_dir) as staging:
         # Build into the staging directory, then rebase the reported paths onto out_dir.
         kernel = build_kernel(staging / "kernel", flavor, cache=cache, progress=progress)

@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rootfs-builder", description="Build guest kernels, initramfs and ext4 rootfs images.")
     parser.add_argument("--cache-dir", type=Path, help="cache root (default $XDG_CACHE_HOME/stockade)")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="subcommand", required=True, parser_class=_Parser)
 
     kernel = commands.add_parser("kernel", help="Debian kernel: vmlinuz, vmlinux (ELF), config, modules")
     kernel.add_argument("--flavor", default="cloud", help="cloud (linux-image-cloud-amd64) or generic (linux-image-amd64)")
@@ -79,11 +79,11 @@ def _run(args: argparse.Namespace) -> None:
 
     cache = Cache(args.cache_dir)
     progress = Progress()
-    if args.command == "kernel":
+    if args.subcommand == "kernel":
         from rootfs_builder.kernel import build_kernel
 
         _print_kernel(build_kernel(args.out, args.flavor, cache=cache, progress=progress))
-    elif args.command == "initramfs":
+    elif args.subcommand == "initramfs":
         from rootfs_builder.initramfs import build_initramfs
 
         built = build_initramfs(
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> None:
         )  # fmt: skip
         _print_file("initramfs", built.path, built.size, built.sha256, built.cache_hit)
         print(f"  modules in load order: {', '.join(Path(m).name for m in built.modules) or 'none'}")
-    elif args.command == "rootfs":
+    elif args.subcommand == "rootfs":
         from rootfs_builder.rootfs import build_rootfs
 
         built = build_rootfs(

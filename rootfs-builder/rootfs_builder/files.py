@@ -37,6 +37,12 @@ def _check_writable_dir(directory: Path) -> None:
         raise BuildError(f"output directory {directory} is not writable")
 
 
+def check_output_dir(final: Path) -> None:
+    """Fail before any slow work when `final` (existing or to be created) cannot be written."""
+    final = final.absolute()
+    _check_writable_dir(final if final.exists() else final.parent)
+
+
 @contextmanager
 def output_file(final: Path) -> Iterator[Path]:
     """Yield a temporary path next to `final`; rename it to `final` only if the body succeeds."""

@@ -85,7 +85,7 @@ def compress(data: bytes, compression: str) -> bytes:
         return gzip.compress(data, compresslevel=9, mtime=0)
     if shutil.which("zstd") is None:
         raise BuildError("--compress zstd needs the 'zstd' tool")
-    result = subprocess.run(["zstd", "-19", "-q", "-c", "-T1"], input=data, capture_output=True)
+    result = subprocess.run(["zstd", "-10", "-q", "-c", "-T1"], input=data, capture_output=True)
     if result.returncode != 0:
         raise BuildError(f"zstd failed: {result.stderr.decode(errors='replace').strip()}")
     return result.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 from rootfs_builder import apt, bzimage, elf, kmod
 from rootfs_builder.cache import Cache
 from rootfs_builder.errors import BuildError
-from rootfs_builder.files import copy_entry, output_dir, sha256_file
+from rootfs_builder.files import check_output_dir, copy_entry, output_dir, sha256_file
 from rootfs_builder.progress import Progress, QuietProgress
 
 FLAVORS = {"cloud": "linux-image-cloud-amd64", "generic": "linux-image-amd64"}
@@ -96,6 +96,7 @@ def build_kernel(
     cache = cache or Cache()
     progress = progress or QuietProgress()
     out_dir = Path(out_dir).absolute()
+    check_output_dir(out_dir)
     with progress.step(f"resolving {FLAVORS[flavor]}"):
         meta = apt.show(FLAVORS[flavor])
         image = _image_package(meta)

@@ -1,6 +1,7 @@
 /* The reporting guest: prints what the loader and ACPI told it, as key=value lines the
  * tests compare with what the VMM was configured with, then ends as the cmdline says:
- * finish=exit (default; exit_code=N through port 0xF4) or finish=reset (i8042). */
+ * finish=exit (default; exit_code=N through port 0xF4) or finish=reset (i8042), after hold=N
+ * extra VM exits (default 0). */
 #include "guest.h"
 
 static const char *memory_type(u32 type)
@@ -64,6 +65,10 @@ void guest_main(struct boot_info *info)
     report_acpi(info->rsdp);
     boot_timer_signal();
     puts("boot-timer: signalled\n");
+    /* hold=N: N more VM exits (writes to the unused POST port) before finishing, so that the
+     * host can look at the running VMM: its threads, filters, namespaces. */
+    for (u64 i = cmdline_number(info->cmdline, "hold", 0); i > 0; i--)
+        outb(0x80, 0);
     puts("guest: done\n");
     if (cmdline_is(info->cmdline, "finish", "reset"))
         i8042_reset();

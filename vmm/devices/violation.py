@@ -13,6 +13,7 @@ from collections.abc import Callable
 PORT = 0x4F0
 IN_VCPU_THREAD = 1
 IN_MAIN_THREAD = 2
+MAIN_THREAD_WAIT_SECONDS = 5.0
 
 
 def _bind_socket() -> Callable[[int, int, int], int]:
@@ -32,7 +33,11 @@ AF_INET, SOCK_STREAM = 2, 1
 
 def forbidden_syscall() -> None:
     """socket(AF_INET, SOCK_STREAM, 0): no VMM thread has any business opening a socket."""
-    _socket(AF_INET, SOCK_STREAM, 0)
+    fd = _socket(AF_INET, SOCK_STREAM, 0)
+    if fd >= 0:  # only without filters (--no-seccomp, unit tests)
+        import os
+
+        os.close(fd)
 
 
 class ViolationDevice:
@@ -46,4 +51,16 @@ class ViolationDevice:
         if data[0] == IN_VCPU_THREAD:
             forbidden_syscall()
         elif data[0] == IN_MAIN_THREAD:
-            self._ask_main_thread(forbidden_syscall)
+            import threading
+
+            # The guest waits like for any I/O side effect, so it cannot run past the request.
+            done = threading.Event()
+
+            def call() -> None:
+                try:
+                    forbidden_syscall()
+                finally:
+                    done.set()
+
+            self._ask_main_thread(call)
+            done.wait(MAIN_THREAD_WAIT_SECONDS)

@@ -1,0 +1,105 @@
+"""Bad configurations and environments through the real `vmm` command: one line on stderr,
+a nonzero status (152 for configuration, 153 for arguments), never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.vmm import HANG, out_al, run_vmm, write_config, write_guest
+
+EXIT_BAD_CONFIGURATION = 152
+
+
+def assert_one_line(stderr: str, fragment: str) -> None:
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vmm: ") and fragment in lines[0], stderr
+
+
+def config_with(tmp_path: Path, **changes: Any) -> Path:
+    kernel = write_guest(tmp_path, out_al(0xF4, 0) + HANG)
+    path = write_config(tmp_path, kernel)
+    document = json.loads(path.read_text())
+    for section, body in changes.items():
+        if body is None:
+            document.pop(section, None)
+        elif isinstance(body, dict) and isinstance(document.get(section), dict):
+            document[section].update(body)
+        else:
+            document[section] = body
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"boot-source": {"kernel_image_path": "/nonexistent/vmlinux"}}, "kernel image not found: /nonexistent/vmlinux"),
+        ({"machine-config": {"vcpu_count": 0}}, "vcpu_count: must be at least 1, got 0"),
+        ({"machine-config": {"mem_size_mib": 0}}, "mem_size_mib: must be at least 1, got 0"),
+        ({"machine-config": {"vcpu_count": "two"}}, "expected an integer, got a string"),
+        ({"boot-source": None}, "missing required section 'boot-source'"),
+        ({"balloon-config": {}}, "unknown section 'balloon-config'"),
+        ({"network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]}, "virtio-net devices are not supported yet"),
+    ],
+)
+@pytest.mark.kvm
+def test_configuration_errors(tmp_path: Path, changes: dict[str, Any], fragment: str) -> None:
+    result = run_vmm(config_with(tmp_path, **changes))
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, fragment)
+
+
+@pytest.mark.kvm
+def test_limits_come_from_kvm_and_the_host(tmp_path: Path) -> None:
+    from vmm.kvm.system import Kvm
+
+    kvm = Kvm()
+    maximum = kvm.max_vcpus()
+    kvm.close()
+    result = run_vmm(config_with(tmp_path, **{"machine-config": {"vcpu_count": maximum + 1}}))
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, f"{maximum + 1} exceeds KVM's maximum of {maximum}")
+    result = run_vmm(config_with(tmp_path, **{"machine-config": {"mem_size_mib": 1 << 30}}))
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, "exceeds host memory")
+
+
+@pytest.mark.kvm
+def test_unknown_image_format(tmp_path: Path) -> None:
+    kernel = tmp_path / "kernel.bin"
+    kernel.write_bytes(b"not a kernel" * 100)
+    result = run_vmm(config_with(tmp_path, **{"boot-source": {"kernel_image_path": str(kernel)}}))
+    assert result.returncode == 1
+    assert_one_line(result.stderr, "unknown kernel image format")
+
+
+def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    result = run_vmm(broken)
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, "invalid JSON at line 1")
+    result = run_vmm(tmp_path / "missing.json")
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, "config file not found")
+
+
+@pytest.mark.kvm
+def test_bad_policy_file_and_unwritable_log(tmp_path: Path) -> None:
+    config = config_with(tmp_path)
+    result = run_vmm(config, "--seccomp-filter", str(tmp_path / "none.json"))
+    assert result.returncode == 1
+    assert_one_line(result.stderr, "seccomp policy")
+    result = run_vmm(config, log_path=tmp_path / "no" / "such" / "dir.log")
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, "cannot open the log file")
+
+
+def test_unknown_argument_exit_code(tmp_path: Path) -> None:
+    result = run_vmm(tmp_path / "c.json", "--frobnicate")
+    assert result.returncode == 153
+    assert_one_line(result.stderr, "unknown argument '--frobnicate'")

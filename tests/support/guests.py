@@ -8,7 +8,6 @@ import atexit
 import re
 import shutil
 import struct
-import subprocess
 import tempfile
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -69,16 +68,7 @@ class FakeGuestMemory:
 
 
 # --- building the freestanding guests --------------------------------------------------------
-
-GUEST_CFLAGS = (
-    "-m64", "-march=x86-64", "-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11",
-    "-ffreestanding", "-fno-builtin", "-nostdlib", "-nostartfiles", "-static", "-fno-pic", "-no-pie",
-    "-mno-red-zone", "-mgeneral-regs-only", "-fno-stack-protector", "-fno-asynchronous-unwind-tables",
-    "-fcf-protection=none", "-Wl,--build-id=none", "-Wl,-z,noexecstack", "-Wl,-z,max-page-size=0x1000",
-)
-C_GUESTS = ("report", "violation", "pioloop")
-ASM_ONLY_GUESTS = ("minimal",)
-COMMON_SOURCES = ("entry.S", "lib.c", "acpi.c")
+# The builder itself is product code (the main job boots these guests too): rootfs_builder.guests.
 
 _build_root: Path | None = None
 
@@ -92,78 +82,21 @@ def _build_directory() -> Path:
     return _build_root
 
 
-def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise AssertionError(f"guest build failed: {' '.join(command)}\n{result.stdout}{result.stderr}")
-
-
-def _link_elf(name: str, output: Path, *, pvh_note: bool) -> Path:
-    if name in ASM_ONLY_GUESTS:
-        sources = [GUESTS_DIR / f"{name}.S"]
-        entry = "pvh_start"
-    else:
-        sources = [GUESTS_DIR / source for source in COMMON_SOURCES] + [GUESTS_DIR / f"{name}.c"]
-        entry = "startup_64"
-    if pvh_note:
-        sources.append(GUESTS_DIR / "pvh_note.S")
-    _run(["gcc", *GUEST_CFLAGS, f"-Wl,-e,{entry}", "-T", str(GUESTS_DIR / "guest.ld"), "-I", str(GUESTS_DIR), "-o", str(output), *map(str, sources)])
-    return output
-
-
-def _elf_end_address(elf: Path) -> int:
-    result = subprocess.run(["nm", str(elf)], capture_output=True, text=True, check=True)
-    for line in result.stdout.splitlines():
-        address, _kind, symbol = line.split()
-        if symbol == "_end":
-            return int(address, 16)
-    raise AssertionError(f"{elf} has no _end symbol")
-
-
-def _make_bzimage(name: str, directory: Path) -> Path:
-    """setup sectors (a real boot-protocol header) + the protected-mode part, which is the
-    guest linked at 1 MiB with its 64-bit entry at +0x200; syssize and init_size are filled
-    in as the kernel's arch/x86/boot/tools/build does."""
-    kernel_elf = _link_elf(name, directory / f"{name}-bz.elf", pvh_note=False)
-    payload = directory / f"{name}-bz.bin"
-    _run(["objcopy", "-O", "binary", str(kernel_elf), str(payload)])
-    setup_object = directory / "setup.o"
-    _run(["gcc", "-c", "-o", str(setup_object), str(GUESTS_DIR / "setup.S")])
-    setup_binary = directory / "setup.bin"
-    _run(["objcopy", "-O", "binary", "-j", ".text", str(setup_object), str(setup_binary)])
-    setup = bytearray(setup_binary.read_bytes())
-    kernel = payload.read_bytes()
-    if (
-        len(setup) != (setup[0x1F1] + 1) * 512
-        or setup[0x202:0x206] != b"HdrS"
-        or setup[0x201] != 0x26C - 0x202
-        or struct.unpack_from("<HH", setup, 0x234) != (21 << 8, 1)  # min_alignment, xloadflags
-    ):
-        raise AssertionError(f"setup.S produced {len(setup)} bytes without a valid header")
-    struct.pack_into("<I", setup, 0x1F4, (len(kernel) + 15) // 16)  # syssize in 16-byte units
-    struct.pack_into("<I", setup, 0x260, _elf_end_address(kernel_elf) - 0x100000)  # init_size
-    image = directory / f"{name}.bzImage"
-    image.write_bytes(bytes(setup) + kernel)
-    return image
-
-
 def build_guest(name: str, image: ImageKind) -> Path:
     """Build tests/guests/<name> as a PVH ELF, a bzImage or an ELF64 vmlinux-style image."""
     if shutil.which("gcc") is None or shutil.which("objcopy") is None:
         import pytest
 
         pytest.skip("gcc/binutils are not installed: the test guests are built at test time")
-    if name not in C_GUESTS + ASM_ONLY_GUESTS:
-        raise ValueError(f"unknown test guest {name!r}")
-    if name in ASM_ONLY_GUESTS and image != "pvh":
-        raise ValueError(f"guest {name!r} exists only as a PVH image")
-    directory = _build_directory()
-    target = directory / {"pvh": f"{name}.pvh.elf", "elf64": f"{name}.elf64", "bzimage": f"{name}.bzImage"}[image]
-    if target.exists():
-        return target
-    if image == "bzimage":
-        return _make_bzimage(name, directory)
-    return _link_elf(name, target, pvh_note=image == "pvh")
+    from rootfs_builder.errors import BuildError
+    from rootfs_builder.guests import build_guest as build
+
+    try:
+        return build(name, image, _build_directory())
+    except BuildError as error:
+        if str(error).startswith("unknown test guest") or "exists only as" in str(error):
+            raise ValueError(str(error)) from None
+        raise AssertionError(str(error)) from None
 
 
 # --- running guests and reading what they report -------------------------------------------

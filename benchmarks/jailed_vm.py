@@ -1,0 +1,125 @@
+"""Jailed microVM benchmark (the jailed-VM issue): run on demand, as root, never in tests.
+
+1. Start-up: wall time from launching `jailer` to the guest's boot-timer write, for our VMM
+   in the full jail (pivot_root, mount/pid/ipc/uts namespaces, cgroups, the outer `jail`
+   filter, per-thread filters) with the smallest test guest (PVH `minimal`-class: the
+   `report` guest, 1 vCPU, 32 MiB). Median of --runs (default 20). The boot-timer moment is
+   the wall-clock timestamp of the VMM's `Guest-boot-time` log line; the start is the host's
+   wall clock just before the jailer is spawned (same clock, same host).
+2. Density: start N jailed VMs at once (each holds for a while after its boot-timer write so
+   that all N run together), require every one to reach the boot timer and exit cleanly
+   (i8042 reset, status 0); double N until something fails or --max-vms is reached, and
+   record where and why.
+
+    .venv/bin/python benchmarks/jailed_vm.py [--runs 20] [--max-vms 64] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jailer.microvm import JailedMicroVm, MicroVmSpec  # noqa: E402
+from rootfs_builder.guests import build_guest  # noqa: E402
+
+
+def log_timestamp(line: str) -> float:
+    """Seconds since the epoch of a VMM log line `2026-11-25T21:35:11.073267914 [...]`."""
+    stamp = line.split(" ", 1)[0]
+    whole, _, fraction = stamp.partition(".")
+    parsed = dt.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp() + float(f"0.{fraction or '0'}")
+
+
+def one_start(guest: Path, base: Path, index: int) -> float:
+    spec = MicroVmSpec(jail_id=f"bench-{os.getpid()}-{index}", kernel=guest, boot_args="finish=reset",
+                       chroot_base=base, cgroups=("cpu.shares=512",), new_pid_ns=True)
+    with JailedMicroVm(spec) as vm:
+        started = time.time()
+        vm.start()
+        result = vm.wait(timeout=120)
+    if result.returncode != 0 or result.boot_time_line is None:
+        raise RuntimeError(f"run {index} failed: status {result.returncode}\n{result.log}")
+    return (log_timestamp(result.boot_time_line) - started) * 1000
+
+
+def density(guest: Path, base: Path, count: int, hold: int) -> tuple[bool, str]:
+    vms = [
+        JailedMicroVm(MicroVmSpec(jail_id=f"dens-{os.getpid()}-{count}-{index}", kernel=guest,
+                                  boot_args=f"hold={hold} finish=reset", chroot_base=base))
+        for index in range(count)
+    ]
+    try:
+        for vm in vms:
+            vm.start()
+        failures = []
+        for vm in vms:
+            result = vm.wait(timeout=600)
+            if result.returncode != 0 or result.boot_time_line is None:
+                last = (result.log.strip().splitlines() or ["(no log)"])[-1]
+                failures.append(f"{vm.spec.jail_id}: status {result.returncode}: {last}")
+        if failures:
+            return False, f"{len(failures)} of {count} failed; first: {failures[0]}"
+        return True, f"all {count} reached the boot timer and exited cleanly"
+    finally:
+        for vm in vms:
+            vm.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--max-vms", type=int, default=64)
+    parser.add_argument("--hold", type=int, default=30000, help="PIO exits each VM spins after its boot timer")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "jailed_vm.md")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stockade-bench-") as work:
+        guest = build_guest("report", "pvh", Path(work) / "guests")
+        base = Path(work) / "jails"
+        times = [one_start(guest, base, index) for index in range(arguments.runs)]
+        median = statistics.median(times)
+        print(f"jailer start -> boot timer: median {median:.1f} ms over {len(times)} runs "
+              f"(min {min(times):.1f}, max {max(times):.1f})")
+        density_rows = []
+        count = 1
+        while count <= arguments.max_vms:
+            started = time.monotonic()
+            ok, detail = density(guest, base, count, arguments.hold)
+            elapsed = time.monotonic() - started
+            density_rows.append((count, ok, detail, elapsed))
+            print(f"{count} VMs at once: {'ok' if ok else 'FAILED'} in {elapsed:.1f} s: {detail}")
+            if not ok:
+                break
+            count *= 2
+    lines = [
+        "## Jailed microVM (jailer start -> guest boot timer; VMs at once)",
+        "",
+        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on this 2-core PVM host with "
+        "`benchmarks/jailed_vm.py`: full jail (pivot_root, mount/pid/ipc/uts namespaces, a v1 cgroup, "
+        "the outer `jail` allowlist, per-thread filters), `report` test guest (PVH, 1 vCPU, 32 MiB).",
+        "",
+        f"- jailer start -> boot-timer write: median **{median:.1f} ms** over {len(times)} runs "
+        f"(min {min(times):.1f} ms, max {max(times):.1f} ms)",
+        "",
+        "| VMs at once | result | wall time | detail |",
+        "| --- | --- | --- | --- |",
+        *(f"| {count} | {'ok' if ok else 'failed'} | {elapsed:.1f} s | {detail} |"
+          for count, ok, detail, elapsed in density_rows),
+        "",
+    ]
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text("\n".join(lines))
+    print(f"written to {arguments.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,6 +102,7 @@ class Vm:
         self.kvm = kvm
         self.fd = fd
         self._next_slot = 0
+        self.vcpus: list[Vcpu] = []
 
     def set_tss_address(self, address: int) -> None:
         checked(self.fd, ioctls.KVM_SET_TSS_ADDR, address, "KVM_SET_TSS_ADDR")
@@ -128,9 +129,14 @@ class Vm:
 
     def create_vcpu(self, index: int) -> Vcpu:
         fd = checked(self.fd, ioctls.KVM_CREATE_VCPU, index, "KVM_CREATE_VCPU")
-        return Vcpu(fd, index, self.kvm.vcpu_mmap_size())
+        vcpu = Vcpu(fd, index, self.kvm.vcpu_mmap_size())
+        self.vcpus.append(vcpu)
+        return vcpu
 
     def close(self) -> None:
+        for vcpu in self.vcpus:
+            vcpu.close()
+        self.vcpus = []
         os.close(self.fd)
 
 
@@ -143,6 +149,11 @@ class Vcpu:
         self.run_map = mmap.mmap(fd, mmap_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self.run = structs.Run.from_buffer(self.run_map)
         self.run_address = ctypes.addressof(self.run)
+
+    def close(self) -> None:
+        del self.run  # the ctypes view pins the mapping
+        self.run_map.close()
+        os.close(self.fd)
 
     def get_regs(self) -> structs.Regs:
         regs = structs.Regs()

@@ -69,14 +69,21 @@ install_venv() {
     log "venv: installing stockade (editable) with test dependencies"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" 2>&1 \
         | grep -v "^WARNING: Location" >&2 || true
-    "$VENV/bin/python" -c 'import jailer, vmm, rootfs_builder, prctl, pyseccomp, cgroupspy, pyroute2, pytest, hypothesis'
+    "$VENV/bin/python" -c 'import jailer, vmm, rootfs_builder, prctl, pyseccomp, cgroupspy, pyroute2, pytest, hypothesis, pytest_timeout'
     touch "$STAMP"
+}
+
+compile_bytecode() {
+    # The VMM runs in a jail where its packages are bound read-only: bytecode must already be
+    # there (compileall only rewrites what is stale, so this costs nothing on a second run).
+    "$VENV/bin/python" -m compileall -q "$ROOT/jailer" "$ROOT/vmm" "$ROOT/rootfs-builder/rootfs_builder" >/dev/null
 }
 
 setup() {
     need_root
     install_apt_packages
     install_venv
+    compile_bytecode
 }
 
 main() {

@@ -174,7 +174,7 @@ def parse_action(value: Any, where: str) -> model.Action:
     if isinstance(value, dict) and len(value) == 1:
         ((kind, data),) = value.items()
         if kind in model.ACTIONS_WITH_VALUE:
-            limit = 4095 if kind == "errno" else 0xFFFF
+            limit = 4094 if kind == "errno" else 0xFFFF  # libseccomp refuses MAX_ERRNO itself
             if not _is_int(data) or not 0 <= data <= limit:
                 raise PolicyError(f"{where}: {kind} needs an integer from 0 to {limit}, got {_short(data)}")
             return model.Action(kind, data)

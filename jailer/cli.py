@@ -60,9 +60,12 @@ class JailRun:
 
         import prctl  # noqa: F401
 
+        import fcntl  # noqa: F401
+        import termios  # noqa: F401
+
         from jailer import (  # noqa: F401
             chroot, devices, exec_file, janitor, libc, mounts, namespaces, preflight, privileges,
-            resource_limits, seccomp,
+            resource_limits, seccomp, terminal,
         )
 
         if self.config.daemonize:
@@ -154,9 +157,10 @@ class JailRun:
         """Step 18: drop privileges, reset signals, install the outer filter, exec."""
         import signal
 
-        from jailer import privileges, seccomp
+        from jailer import privileges, seccomp, terminal
 
         config = self.config
+        terminal.drop_controlling_terminal()
         privileges.harden_capabilities()
         # Past this point a clean-up could not re-enter the host mount namespace anyway.
         if self.host_mount_ns is not None:

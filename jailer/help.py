@@ -6,6 +6,8 @@ Stockade hardening (on by default, beyond Firecracker's jailer):
     emptied after the uid/gid switch (also for --uid 0), securebits NOROOT, NO_SETUID_FIXUP,
     KEEP_CAPS_LOCKED and NO_CAP_AMBIENT_RAISE set and locked; no_new_privs set.
   - new IPC and UTS namespaces; the jail's hostname is the jail id.
+  - the caller's controlling terminal is given up before exec (no TIOCSTI into the operator's
+    shell); the process keeps its process group and its stdio.
   - outer seccomp filter installed process-wide (TSYNC) as the last step before exec: the
     shipped 'baseline' (default allow; denies what no VMM needs), or --seccomp-policy's
     category; --no-seccomp installs none and says so on stderr.

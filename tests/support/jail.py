@@ -180,12 +180,17 @@ class Jail:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    def start(self, *flags: str, extra: Sequence[str] = ()) -> RunningProbe:
-        """Start the probe with --wait, wait for its report and its pid file, and return both."""
+    def start(self, *flags: str, extra: Sequence[str] = (), prefix: Sequence[str] = (),
+              stdin: int = subprocess.DEVNULL, preexec_fn=None) -> RunningProbe:  # type: ignore[no-untyped-def]
+        """Start the probe with --wait, wait for its report and its pid file, and return both.
+
+        `prefix` runs the jailer under another program (e.g. a session helper); `stdin` and
+        `preexec_fn` go to Popen (e.g. a pty made the controlling terminal).
+        """
         popen = subprocess.Popen(
-            self.argv(*flags, extra=["--out", REPORT_JAIL_PATH, "--wait", *extra]),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=0o022,
-            cwd=PROJECT_ROOT,
+            [*prefix, *self.argv(*flags, extra=["--out", REPORT_JAIL_PATH, "--wait", *extra])],
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=0o022,
+            cwd=PROJECT_ROOT, preexec_fn=preexec_fn,
         )
         self.popens.append(popen)
         report_path = self.host_path(REPORT_JAIL_PATH)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -110,3 +113,41 @@ def test_start_time_is_monotonic_microseconds(jail: Jail) -> None:
     report = jail.run_probe()
     after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     assert before <= int(report["argv"][4]) <= after
+
+
+# A helper that owns a session whose controlling terminal is its stdin (a pty), and runs the
+# jailer as an ordinary member of that session (not its leader).
+SESSION_HELPER = """
+import fcntl, os, subprocess, sys, termios
+os.setsid()
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+sys.exit(subprocess.call(sys.argv[1:]))
+"""
+
+
+def _make_pty_controlling() -> None:
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def tty_nr(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4])
+
+
+@pytest.mark.parametrize("jailer_role", ["session-leader", "session-member"])
+def test_jailed_process_has_no_controlling_terminal(jail: Jail, jailer_role: str) -> None:
+    """TIOCSTI hardening: the operator's terminal must not be the VMM's controlling tty."""
+    master, slave = os.openpty()
+    try:
+        if jailer_role == "session-leader":
+            probe = jail.start(stdin=slave, preexec_fn=_make_pty_controlling)
+        else:
+            probe = jail.start(stdin=slave, prefix=[sys.executable, "-c", SESSION_HELPER])
+            assert probe.report["sid"] != probe.pid  # really not the leader
+        assert tty_nr(probe.pid) == 0
+        assert os.readlink(f"/proc/{probe.pid}/fd/0").startswith("/dev/pts/")  # stdio still the pty
+    finally:
+        for probe_ in jail.started:
+            probe_.kill()
+        os.close(master)
+        os.close(slave)

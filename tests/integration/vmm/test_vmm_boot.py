@@ -121,3 +121,45 @@ def test_hung_guest_is_stopped_by_the_caller(tmp_path: Path) -> None:
     kernel = write_guest(tmp_path, HANG)
     with pytest.raises(subprocess.TimeoutExpired):
         run_vmm(write_config(tmp_path, kernel), timeout=3)
+
+
+@pytest.mark.parametrize("jailed", [False, True], ids=["per-thread", "jail+per-thread"])
+def test_vcpus_survive_a_ptrace_attach(tmp_path: Path, jailed: bool) -> None:
+    """A debugger or `jailer-policy inspect` attaching interrupts KVM_RUN (EINTR); the
+    vCPU must resume, not die: after strace detaches, the guest still echoes input."""
+    import shutil
+    import signal
+    import time
+
+    from support.vmm import VMM_COMMAND, jailed_vmm_command
+
+    from jailer.policies import shipped_policy_path
+
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    config = write_config(tmp_path, write_guest(tmp_path, serial_text("up\n") + ECHO_LINE + out_al(0xF4, 0) + HANG), vcpu_count=2)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1"}
+    prefix = jailed_vmm_command(shipped_policy_path("vmm")) if jailed else VMM_COMMAND
+    vmm = subprocess.Popen(
+        [*prefix, "--config-file", str(config), "--no-api"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        assert vmm.stdout is not None and vmm.stdin is not None
+        assert vmm.stdout.readline() == b"up\n"
+        tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", str(tmp_path / "trace"), "-p", str(vmm.pid)])
+        time.sleep(1.0)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=10)
+        assert "KVM_RUN" in (tmp_path / "trace").read_text()
+        vmm.stdin.write(b"still alive\n")
+        vmm.stdin.close()
+        assert vmm.stdout.readline() == b"still alive\n", vmm.stderr.read() if vmm.stderr else ""
+        assert vmm.wait(timeout=30) == 1
+    finally:
+        if vmm.poll() is None:
+            vmm.kill()
+        vmm.wait()
+        for stream in (vmm.stdin, vmm.stdout, vmm.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()

@@ -61,6 +61,9 @@ ARG_SPECS: tuple[ArgSpec, ...] = (
             "at jail path DST (default: SRC). Repeatable.", multiple=True),
     ArgSpec("bind", "Stockade: SRC[:DST] read-write, nosuid, nodev bind mount of host path SRC at "
             "jail path DST (default: SRC). Repeatable.", multiple=True),
+    ArgSpec("no-userfaultfd", "Stockade: do not create /dev/userfaultfd in the jail (it lets the "
+            "jail's uid handle kernel-mode page faults; only UFFD snapshot restore needs it).",
+            takes_value=False),
     ArgSpec("python-runtime", "Stockade: read-only binds of the Python runtime Stockade's vmm "
             "needs (interpreter, its shared libraries, stdlib, packages, libseccomp).",
             takes_value=False),

@@ -234,7 +234,7 @@ def validate(args: ParsedArgs) -> JailConfig:
         cgroup_version=cgroup_version,
         cgroup_plan=cgroup_plan,
         resource_limits=resource_limits,
-        userfaultfd_minor=read_userfaultfd_minor(),
+        userfaultfd_minor=None if args.flag("no-userfaultfd") else read_userfaultfd_minor(),
         extra_args=args.extra_args,
     )
     _validate_stockade_flags(args, config)

@@ -151,3 +151,9 @@ def test_jailed_process_has_no_controlling_terminal(jail: Jail, jailer_role: str
             probe_.kill()
         os.close(master)
         os.close(slave)
+
+
+def test_no_userfaultfd_flag_leaves_the_node_out(jail: Jail) -> None:
+    report = jail.run_probe("--no-userfaultfd")
+    assert set(report["tree"]) == expected_tree(jail) - {"/dev/userfaultfd"}
+    assert not (jail.chroot_dir / "dev/userfaultfd").exists()

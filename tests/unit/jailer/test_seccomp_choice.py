@@ -106,7 +106,10 @@ def test_no_seccomp_and_flag_conflicts() -> None:
 
 
 def test_missing_toolchain_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jailer.policies
+
     monkeypatch.setitem(sys.modules, "jailer.policies.compiler", None)
+    monkeypatch.delattr(jailer.policies, "compiler", raising=False)
     with pytest.raises(JailerError) as caught:
         seccomp.choose_filter(policy_path=None, category=None, disabled=False)
     assert caught.value.kind is ErrorKind.SECCOMP_TOOLCHAIN

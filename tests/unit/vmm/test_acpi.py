@@ -233,11 +233,12 @@ def test_iasl_dsdt_devices_and_resources(iasl: str, tmp_path: Path) -> None:
         assert "Name (_CCA, One)" in body
 
 
-def test_iasl_recompiles_the_dsdt_without_errors_or_warnings(iasl: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signature", ["DSDT", "APIC", "FACP", "XSDT"])
+def test_iasl_recompiles_every_table_without_errors_or_warnings(iasl: str, tmp_path: Path, signature: str) -> None:
     iasl_tables(iasl, tmp_path, 2, VIRTIO_DEVICES)
-    result = subprocess.run([iasl, "dsdt.dsl"], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run([iasl, f"{signature.lower()}.dsl"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Compilation successful. 0 Errors, 0 Warnings, 0 Remarks" in result.stdout
+    assert "Compilation successful. 0 Errors, 0 Warnings, 0 Remarks" in result.stdout, result.stdout
 
 
 def test_iasl_notices_a_bad_checksum(iasl: str, tmp_path: Path) -> None:

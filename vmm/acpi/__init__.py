@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vmm.loader.ram import GuestMemoryLike
 
 __all__ = ["AcpiError", "MmioDeviceInfo", "build_acpi_tables"]
 
@@ -28,7 +32,7 @@ class MmioDeviceInfo:
     hid: str = "LNRO0005"
 
 
-def build_acpi_tables(memory: object, *, vcpu_count: int, mmio_devices: Sequence[MmioDeviceInfo]) -> int:
+def build_acpi_tables(memory: GuestMemoryLike, *, vcpu_count: int, mmio_devices: Sequence[MmioDeviceInfo]) -> int:
     """Write the tables into the reserved BIOS area of guest memory; return the RSDP address."""
     from vmm.acpi.build import write_tables
 

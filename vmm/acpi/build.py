@@ -9,6 +9,7 @@ from vmm.acpi import AcpiError, MmioDeviceInfo
 from vmm.acpi import tables
 from vmm.acpi.dsdt import build_dsdt_aml
 from vmm.loader.layout import ACPI_AREA_END, ACPI_RSDP_ADDRESS, IOAPIC_ADDRESS, LAPIC_ADDRESS
+from vmm.loader.ram import GuestMemoryLike
 
 TABLE_ALIGNMENT = 16
 
@@ -17,9 +18,9 @@ def _align(address: int) -> int:
     return (address + TABLE_ALIGNMENT - 1) // TABLE_ALIGNMENT * TABLE_ALIGNMENT
 
 
-def write_tables(memory: object, *, vcpu_count: int, mmio_devices: Sequence[MmioDeviceInfo]) -> int:
-    if memory.size < ACPI_AREA_END:  # type: ignore[attr-defined]
-        raise AcpiError(f"guest memory of {memory.size} bytes does not reach the ACPI area at {ACPI_RSDP_ADDRESS:#x}")  # type: ignore[attr-defined]
+def write_tables(memory: GuestMemoryLike, *, vcpu_count: int, mmio_devices: Sequence[MmioDeviceInfo]) -> int:
+    if memory.size < ACPI_AREA_END:
+        raise AcpiError(f"guest memory of {memory.size} bytes does not reach the ACPI area at {ACPI_RSDP_ADDRESS:#x}")
     try:
         madt = tables.madt(vcpu_count=vcpu_count, lapic_address=LAPIC_ADDRESS, ioapic_address=IOAPIC_ADDRESS)
     except ValueError as error:
@@ -42,5 +43,5 @@ def write_tables(memory: object, *, vcpu_count: int, mmio_devices: Sequence[Mmio
         (madt_address, madt),
         (xsdt_address, xsdt),
     ):
-        memory.write(address, table)  # type: ignore[attr-defined]
+        memory.write(address, table)
     return ACPI_RSDP_ADDRESS

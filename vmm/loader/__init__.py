@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from vmm.loader.errors import LoaderError
+
+if TYPE_CHECKING:
+    from vmm.loader.ram import GuestMemoryLike
 
 __all__ = ["KernelEntry", "LoaderError", "load_kernel"]
 
@@ -32,7 +35,7 @@ class KernelEntry:
 
 
 def load_kernel(
-    memory: object,
+    memory: GuestMemoryLike,
     kernel_path: Path,
     *,
     cmdline: str,

@@ -19,6 +19,7 @@ from vmm.loader.layout import (
     ZERO_PAGE_ADDRESS,
 )
 from vmm.loader.pvh import build_pvh_boot_info
+from vmm.loader.ram import GuestMemoryLike
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -45,7 +46,7 @@ def _encode_cmdline(cmdline: str, limit: int) -> bytes:
 
 
 def load(
-    memory: object,
+    memory: GuestMemoryLike,
     kernel_path: Path,
     *,
     cmdline: str,
@@ -72,22 +73,22 @@ def load(
     else:
         raise LoaderError(f"unknown kernel image format: {kernel_path}")
 
-    memory.write(CMDLINE_ADDRESS, _encode_cmdline(cmdline, cmdline_limit))  # type: ignore[attr-defined]
+    memory.write(CMDLINE_ADDRESS, _encode_cmdline(cmdline, cmdline_limit))
     initrd = None
     if initrd_data is not None:
         if not initrd_data:
             raise LoaderError(f"initrd is empty: {initrd_path}")
         address = place_initrd(memory, len(initrd_data), kernel_end=kernel_end, address_max=initrd_address_max)
-        memory.write(address, initrd_data)  # type: ignore[attr-defined]
+        memory.write(address, initrd_data)
         initrd = (address, len(initrd_data))
-    memory_map = build_memory_map(memory.regions)  # type: ignore[attr-defined]
+    memory_map = build_memory_map(memory.regions)
 
     if protocol == "pvh":
         blobs = build_pvh_boot_info(
             cmdline_address=CMDLINE_ADDRESS, initrd=initrd, rsdp_address=rsdp_address, memory_map=memory_map
         )
         for address, blob in blobs.items():
-            memory.write(address, blob)  # type: ignore[attr-defined]
+            memory.write(address, blob)
         return KernelEntry("pvh", entry, PVH_START_INFO_ADDRESS)
     zero_page = build_zero_page(
         setup_header=setup_header,
@@ -96,5 +97,5 @@ def load(
         rsdp_address=rsdp_address,
         memory_map=memory_map,
     )
-    memory.write(ZERO_PAGE_ADDRESS, zero_page)  # type: ignore[attr-defined]
+    memory.write(ZERO_PAGE_ADDRESS, zero_page)
     return KernelEntry("linux64", entry, ZERO_PAGE_ADDRESS)

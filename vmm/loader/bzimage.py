@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vmm.loader.errors import LoaderError
 from vmm.loader.layout import BZIMAGE_64BIT_ENTRY_OFFSET, KERNEL_LOAD_ADDRESS
-from vmm.loader.ram import require_ram
+from vmm.loader.ram import GuestMemoryLike, require_ram
 
 HEADER_MAGIC = b"HdrS"
 HEADER_MAGIC_OFFSET = 0x202
@@ -106,11 +106,11 @@ class LoadedBzImage:
     kernel_end: int
 
 
-def load_bzimage(memory: object, image: bytes, path: Path) -> LoadedBzImage:
+def load_bzimage(memory: GuestMemoryLike, image: bytes, path: Path) -> LoadedBzImage:
     header = parse_setup_header(image, path)
     payload = memoryview(image)[header.protected_mode_offset :]
     end = decompression_end(header, len(payload))
     require_ram(memory, KERNEL_LOAD_ADDRESS, end, f"kernel {path}")
-    memory.write(KERNEL_LOAD_ADDRESS, payload)  # type: ignore[attr-defined]
+    memory.write(KERNEL_LOAD_ADDRESS, payload)
     return LoadedBzImage(header, KERNEL_LOAD_ADDRESS + BZIMAGE_64BIT_ENTRY_OFFSET, end)
 

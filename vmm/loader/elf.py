@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vmm.loader.errors import LoaderError
 from vmm.loader.layout import KERNEL_LOAD_ADDRESS, MMIO32_END
-from vmm.loader.ram import require_ram
+from vmm.loader.ram import GuestMemoryLike, require_ram
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -82,7 +82,7 @@ def _pvh_entry(image: bytes, notes: list[_ProgramHeader]) -> int | None:
     return None
 
 
-def load_elf(memory: object, image: bytes, path: Path) -> LoadedElf:
+def load_elf(memory: GuestMemoryLike, image: bytes, path: Path) -> LoadedElf:
     entry, headers = _program_headers(image, path)
     loads = [header for header in headers if header.kind == PT_LOAD and header.memsz]
     if not loads:
@@ -96,9 +96,9 @@ def load_elf(memory: object, image: bytes, path: Path) -> LoadedElf:
             )
         end = segment.paddr + segment.memsz
         require_ram(memory, segment.paddr, end, f"kernel {path} segment")
-        memory.write(segment.paddr, image[segment.offset : segment.offset + segment.filesz])  # type: ignore[attr-defined]
+        memory.write(segment.paddr, image[segment.offset : segment.offset + segment.filesz])
         if segment.memsz > segment.filesz:
-            memory.write(segment.paddr + segment.filesz, bytes(segment.memsz - segment.filesz))  # type: ignore[attr-defined]
+            memory.write(segment.paddr + segment.filesz, bytes(segment.memsz - segment.filesz))
     if pvh_entry is not None and pvh_entry >= MMIO32_END:
         raise LoaderError(f"ELF kernel {path} has a PVH entry above 4 GiB: {pvh_entry:#x}")
     kernel_end = max(segment.paddr + segment.memsz for segment in loads)

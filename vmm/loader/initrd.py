@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from vmm.loader.errors import LoaderError
 from vmm.loader.layout import INITRD_ALIGNMENT, MMIO32_START
-from vmm.loader.ram import low_ram_end
+from vmm.loader.ram import GuestMemoryLike, low_ram_end
 
 
-def place_initrd(memory: object, size: int, *, kernel_end: int, address_max: int) -> int:
+def place_initrd(memory: GuestMemoryLike, size: int, *, kernel_end: int, address_max: int) -> int:
     """Highest INITRD_ALIGNMENT-aligned address with the initrd below both the end of low
     RAM and `address_max` (the last byte the kernel accepts, boot.rst initrd_addr_max),
     and above `kernel_end`."""

@@ -3,28 +3,41 @@ GuestMemory interface: `size`, `regions`, `read`, `write`)."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from vmm.loader.errors import LoaderError
 
 
-def containing_region(memory: object, start: int, end: int) -> tuple[int, int] | None:
-    for region_start, length in memory.regions:  # type: ignore[attr-defined]
+class GuestMemoryLike(Protocol):
+    """What the loaders and ACPI need of vmm.memory.GuestMemory (unit tests pass a fake)."""
+
+    size: int
+    regions: list[tuple[int, int]]
+
+    def read(self, gpa: int, length: int) -> bytes: ...
+
+    def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None: ...
+
+
+def containing_region(memory: GuestMemoryLike, start: int, end: int) -> tuple[int, int] | None:
+    for region_start, length in memory.regions:
         if region_start <= start and end <= region_start + length:
             return region_start, length
     return None
 
 
-def require_ram(memory: object, start: int, end: int, what: str) -> None:
+def require_ram(memory: GuestMemoryLike, start: int, end: int, what: str) -> None:
     """Fail with the sizes involved when [start, end) is not all guest RAM."""
     if containing_region(memory, start, end) is None:
         raise LoaderError(
             f"{what} needs guest RAM at {start:#x}..{end:#x}, "
-            f"beyond the guest's {memory.size >> 20} MiB"  # type: ignore[attr-defined]
+            f"beyond the guest's {memory.size >> 20} MiB"
         )
 
 
-def low_ram_end(memory: object) -> int:
+def low_ram_end(memory: GuestMemoryLike) -> int:
     """End of the RAM region that starts at 0 (everything below the 32-bit MMIO hole)."""
-    for region_start, length in memory.regions:  # type: ignore[attr-defined]
+    for region_start, length in memory.regions:
         if region_start == 0:
             return length
     raise LoaderError("guest memory has no RAM region at address 0")

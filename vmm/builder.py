@@ -125,11 +125,26 @@ def host_memory_bytes() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _write_serial(data: bytes) -> None:
+def _serial_writer(fd: int):
+    def write(data: bytes) -> None:
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass  # a closed console or a full pipe must not stop the guest
+
+    return write
+
+
+def _open_serial_output(config: VmConfig) -> int:
+    path = config.serial.serial_out_path if config.serial is not None else None
+    if path is None:
+        return SERIAL_OUT_FD
+    from vmm.errors import ConfigError
+
     try:
-        os.write(SERIAL_OUT_FD, data)
-    except OSError:
-        pass  # a closed console must not stop the guest
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    except OSError as error:
+        raise ConfigError(f"serial.serial_out_path: cannot open {path}: {error.strerror}") from None
 
 
 def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics: Metrics) -> Machine:
@@ -174,7 +189,7 @@ def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics
 
     pio = Bus("PIO")
     mmio = Bus("MMIO")
-    serial = Serial(_write_serial, pulse(COM1_GSI))
+    serial = Serial(_serial_writer(_open_serial_output(config)), pulse(COM1_GSI))
     pio.insert(serial, COM1_PORT, COM1_SIZE)
     pio.insert(I8042(clean_reset, pulse(I8042_GSI)), I8042_PORT, I8042_SIZE)
     pio.insert(DebugExit(exit_port), DEBUG_EXIT_PORT, 1)

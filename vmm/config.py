@@ -29,6 +29,7 @@ KNOWN_SECTIONS = (
     "entropy",
     "pmem",
     "memory-hotplug",
+    "serial",
 )
 # Sections Firecracker knows that this VMM does not implement: accepted only when null/empty.
 UNSUPPORTED_SECTIONS = ("cpu-config", "balloon", "vsock", "mmds-config", "entropy", "pmem", "memory-hotplug")
@@ -86,6 +87,13 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class SerialConfig:
+    """Where the guest's COM1 output goes instead of stdout (a file or a named pipe)."""
+
+    serial_out_path: Path | None = None
+
+
+@dataclass(frozen=True)
 class VmConfig:
     boot_source: BootSource
     machine_config: MachineConfig
@@ -93,6 +101,7 @@ class VmConfig:
     network_interfaces: list[NetworkInterface] = field(default_factory=list)
     logger: LoggerConfig | None = None
     metrics: MetricsConfig | None = None
+    serial: SerialConfig | None = None
 
 
 _KIND = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object", list: "an array"}
@@ -286,6 +295,15 @@ def _metrics(body: Any) -> MetricsConfig | None:
     return MetricsConfig(path)
 
 
+def _serial(body: Any) -> SerialConfig | None:
+    if body is None:
+        return None
+    section = _Object(body, "serial", ("serial_out_path", "rate_limiter"))
+    if section.get("rate_limiter", dict) is not None:
+        raise ConfigError("serial.rate_limiter: rate limiters are not supported yet")
+    return SerialConfig(section.path("serial_out_path"))
+
+
 def parse_config(document: Any) -> VmConfig:
     """Structure and types of a Firecracker-format config document (already JSON-decoded)."""
     if not isinstance(document, dict):
@@ -308,6 +326,7 @@ def parse_config(document: Any) -> VmConfig:
         _network_interfaces(document.get("network-interfaces")),
         _logger(document.get("logger")),
         _metrics(document.get("metrics")),
+        _serial(document.get("serial")),
     )
 
 

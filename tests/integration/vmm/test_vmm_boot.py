@@ -163,3 +163,11 @@ def test_vcpus_survive_a_ptrace_attach(tmp_path: Path, jailed: bool) -> None:
         for stream in (vmm.stdin, vmm.stdout, vmm.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
+
+
+def test_serial_output_to_a_file_from_the_config(tmp_path: Path) -> None:
+    kernel = write_guest(tmp_path, serial_text("to the file\n") + out_al(0xF4, 0) + HANG)
+    console = tmp_path / "console.log"
+    result = run_vmm(write_config(tmp_path, kernel, extra={"serial": {"serial_out_path": str(console)}}))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert console.read_text() == "to the file\n"

@@ -66,6 +66,8 @@ def test_defaults() -> None:
         (minimal(vsock={"guest_cid": 3}), "vsock: this VMM does not support it yet"),
         (minimal(entropy={}), "entropy: this VMM does not support it yet"),
         (minimal(pmem=[], balloon=None), None),
+        (minimal(serial={"serial_out_path": "/tmp/c", "rate_limiter": {}}), "serial.rate_limiter: rate limiters are not supported yet"),
+        (minimal(serial={"serial_out_path": 1}), "serial.serial_out_path: expected a string"),
     ],
 )
 def test_errors_name_the_field(document: Any, message: str | None) -> None:

@@ -1,0 +1,51 @@
+"""`jailer-policy trace` on a real multi-threaded Python program, then the policy it wrote."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from jailer import policies
+from jailer.policies import cli, compiler
+
+PROGRAM = """
+import ctypes, fcntl, os, socket, threading
+libc = ctypes.CDLL(None)
+def vcpu(index):
+    libc.prctl(15, f"vcpu{index}".encode(), 0, 0, 0)
+    read_end, write_end = os.pipe()
+    try:
+        fcntl.ioctl(read_end, 0x5401, bytes(60))  # TCGETS: ENOTTY on a pipe, but the request is what counts
+    except OSError:
+        pass
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+    os.close(read_end); os.close(write_end)
+threads = [threading.Thread(target=vcpu, args=(i,)) for i in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_trace_writes_one_category_per_thread_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    output = tmp_path / "traced.json"
+    assert cli.main(["trace", "--output", str(output), "--union", "jail", "--", sys.executable, str(script)]) == 0
+    policy = policies.load_policy(output)
+    assert "vcpu" in policy.categories and "jail" in policy.categories
+    vcpu = {rule.describe() for rule in policy.category("vcpu").rules}
+    assert "ioctl when arg1 (low 32 bits) == 0x5401" in vcpu
+    assert "socket when arg0 (low 32 bits) == 0x1" in vcpu
+    assert all(name not in policy.category("vcpu").syscalls() for name in ("execve", "clone3"))
+    assert compiler.compile_policy(policy)  # what trace writes always compiles
+    assert json.loads(output.read_text())["vcpu"]["default_action"] == "kill_process"
+
+
+def test_trace_without_command_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["trace", "--output", str(tmp_path / "x.json"), "--"]) == 2
+    assert "needs a command" in capsys.readouterr().err

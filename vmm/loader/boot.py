@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmm.loader import KernelEntry
 from vmm.loader.bootparams import build_zero_page
 from vmm.loader.bzimage import is_bzimage, load_bzimage
 from vmm.loader.e820 import build_memory_map
 from vmm.loader.elf import is_elf, load_elf
+from vmm.loader.entry import KernelEntry
 from vmm.loader.errors import LoaderError
 from vmm.loader.initrd import place_initrd
 from vmm.loader.layout import (
@@ -45,7 +45,7 @@ def _encode_cmdline(cmdline: str, limit: int) -> bytes:
     return encoded + b"\0"
 
 
-def load(
+def load_kernel(
     memory: GuestMemoryLike,
     kernel_path: Path,
     *,
@@ -53,6 +53,9 @@ def load(
     initrd_path: Path | None,
     rsdp_address: int | None,
 ) -> KernelEntry:
+    """Load the kernel image (format detected from its bytes), the command line and the
+    initrd into guest memory, write the protocol's boot information, return the entry."""
+    kernel_path = Path(kernel_path)
     image = _read(kernel_path, "kernel image")
     initrd_data = _read(Path(initrd_path), "initrd") if initrd_path is not None else None
     if is_bzimage(image):

@@ -38,7 +38,8 @@ VALUE_FILTERED = {"ioctl": 1, "futex": 1, "socket": 0, "fcntl": 1, "prctl": 0}
 PROT_FILTERED = {"mmap": 2, "mprotect": 2}
 
 _LINE = re.compile(r"^(\d+)\s+(.*)$")
-_RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>.*?(?:=\s+(-?\w+))?")
+_RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$")
+_RESULT = re.compile(r"\s=\s+(-?\w+|\?)")
 _CALL = re.compile(r"^(\w+)\((.*)$")
 _RETURN = re.compile(r"\)\s+=\s+(-?\w+|\?)")
 _PRCTL_NAME = re.compile(r'^\s*(0x[0-9a-f]+|\d+),\s+"((?:[^"\\]|\\.)*)"')
@@ -90,7 +91,8 @@ def parse_strace(lines: object, *, initial_name: str) -> dict[str, dict[str, lis
         if resumed:
             syscall = resumed.group(1)
             _, text = pending.pop(tid, (syscall, ""))
-            _finish(tid, syscall, text, resumed.group(2), names)
+            result = _RESULT.search(resumed.group(2))
+            _finish(tid, syscall, text, result.group(1) if result else None, names)
             continue
         call = _CALL.match(rest)
         if not call:

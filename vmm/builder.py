@@ -14,6 +14,7 @@ import select
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmm.bus import Bus
 from vmm.config import VmConfig, check_resources
@@ -24,11 +25,16 @@ from vmm.logger import Logger
 from vmm.memory import BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE, GuestMemory
 from vmm.metrics import Metrics
 
+if TYPE_CHECKING:
+    from vmm.devices.serial import Serial
+    from vmm.vcpu import VcpuThread
+
 TSS_ADDRESS = 0xFFFB_D000
 COM1_PORT, COM1_SIZE, COM1_GSI = 0x3F8, 8, 4
 I8042_PORT, I8042_SIZE, I8042_GSI = 0x60, 5, 1
 DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off"
 KICK_SIGNAL = signal.SIGUSR1
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STDIN_FD = 0
 SERIAL_OUT_FD = 1
 
@@ -45,11 +51,11 @@ class VmmOptions:
 @dataclass
 class Machine:
     memory: GuestMemory
-    vcpus: list  # list[vmm.vcpu.VcpuThread]
+    vcpus: list[VcpuThread]
     events: EventQueue
     logger: Logger
     metrics: Metrics
-    serial: object
+    serial: Serial
     pio: Bus
     filters: dict[str, bytes] | None
     serial_input: bool = True
@@ -61,6 +67,8 @@ class Machine:
 
         set_os_thread_name("vmm")
         signal.signal(KICK_SIGNAL, lambda _signum, _frame: None)
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, self._on_stop_signal)
         for thread in self.vcpus:
             thread.start()
         if self.filters is not None:
@@ -72,6 +80,12 @@ class Machine:
         self.logger.log(stop.level, stop.message)
         self.metrics.flush()
         return stop.status
+
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        """SIGTERM/SIGINT/SIGHUP stop the VM like a guest exit would: threads stopped, logs and
+        metrics flushed, status 128 + signal number."""
+        name = signal.Signals(signum).name
+        self.events.post_stop(Stop(128 + signum, f"received {name}: stopping the VM", "Warning"))
 
     def _event_loop(self) -> Stop:
         poller = select.poll()

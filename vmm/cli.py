@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         status = _run(arguments)
+    except KeyboardInterrupt:
+        return _fail("interrupted before the VM started", 130)
     except ConfigError as error:
         return _fail(str(error), EXIT_BAD_CONFIGURATION)
     except VmmError as error:

@@ -171,3 +171,39 @@ def test_serial_output_to_a_file_from_the_config(tmp_path: Path) -> None:
     result = run_vmm(write_config(tmp_path, kernel, extra={"serial": {"serial_out_path": str(console)}}))
     assert (result.returncode, result.stdout) == (1, "")
     assert console.read_text() == "to the file\n"
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGINT"])
+def test_stop_signals_end_the_vm_cleanly(tmp_path: Path, stop_signal: str) -> None:
+    import signal
+
+    from support.vmm import VMM_COMMAND
+
+    config = write_config(tmp_path, write_guest(tmp_path, serial_text("up\n") + HANG), vcpu_count=2)
+    metrics = tmp_path / "metrics"
+    vmm = subprocess.Popen(
+        [*VMM_COMMAND, "--config-file", str(config), "--no-api", "--metrics-path", str(metrics)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert vmm.stdout is not None and vmm.stdout.readline() == b"up\n"
+        number = getattr(signal, stop_signal)
+        vmm.send_signal(number)
+        _, stderr = vmm.communicate(timeout=30)
+    finally:
+        if vmm.poll() is None:
+            vmm.kill()
+            vmm.communicate()
+    assert vmm.returncode == 128 + number
+    assert f"received {stop_signal}: stopping the VM" in stderr.decode() and b"Traceback" not in stderr
+    assert metrics.read_text().startswith("{")
+
+
+def test_python_dash_m_vmm(tmp_path: Path) -> None:
+    import sys
+
+    config = write_config(tmp_path, write_guest(tmp_path, serial_text("m\n") + out_al(0xF4, 0) + HANG))
+    result = subprocess.run(
+        [sys.executable, "-m", "vmm", "--config-file", str(config), "--no-api"], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout) == (1, "m\n")

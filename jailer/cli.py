@@ -221,6 +221,27 @@ def _fail(error: JailerError) -> int:
     return 1
 
 
+class _Interrupted(Exception):
+    """SIGINT, SIGTERM or SIGHUP arrived while the jail was being built."""
+
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    import signal
+
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+def _set_stop_signals(handler: object) -> None:
+    """A stop signal mid-run must still clean up (exec resets these handlers to default)."""
+    import signal
+
+    for name in _STOP_SIGNALS:
+        signal.signal(getattr(signal, name), handler)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jailer` console script and `python -m jailer`."""
     from jailer.sanitize import sanitize_process
@@ -245,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         config = validate(parsed)
     except JailerError as error:
         return _fail(error)
+    except KeyboardInterrupt:
+        return _fail(JailerError(ErrorKind.INTERRUPTED, name="SIGINT"))
     except Exception as error:  # a bug must still give one line, not a traceback
         return _fail(JailerError(ErrorKind.INTERNAL, detail=f"{type(error).__name__}: {error}"))
+    _set_stop_signals(_interrupt)
     if config.seccomp is not None:
         from jailer.seccomp import announce
 
@@ -256,8 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         jail.run()
     except JailerError as error:
         primary = error
+    except _Interrupted as error:
+        primary = JailerError(ErrorKind.INTERRUPTED, name=str(error))
     except Exception as error:
         primary = JailerError(ErrorKind.INTERNAL, detail=f"{type(error).__name__}: {error}")
+    import signal
+
+    _set_stop_signals(signal.SIG_IGN)  # the clean-up itself must not be interrupted
     failures = jail.abort()
     _fail(primary)
     if failures:

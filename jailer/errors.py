@@ -170,6 +170,7 @@ class ErrorKind(enum.Enum):
     PRIVILEGES = ("Failed to drop privileges: {detail}",)
     UNAVAILABLE = ("{feature} is unavailable: {detail}",)
     INTERNAL = ("Internal jailer error: {detail}",)
+    INTERRUPTED = ("Interrupted by {name} while building the jail",)
     CLEANUP_INCOMPLETE = ("Clean-up after the failure was incomplete: {detail}",)
 
 

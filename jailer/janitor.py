@@ -68,6 +68,12 @@ def start_janitor(clean_up: Callable[[int], list[str]]) -> Janitor:
 
 
 def _serve(channel: socket.socket, clean_up: Callable[[int], list[str]]) -> None:
+    import signal
+
+    # Its own session: a Ctrl-C meant for the jailer must not kill the one who cleans up after it.
+    os.setsid()
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     for fd in (0, 1, 2):  # hold none of the caller's pipes open
         try:
             os.close(fd)

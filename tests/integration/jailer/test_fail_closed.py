@@ -165,3 +165,27 @@ def test_exec_failure_after_privilege_drop_is_undone_by_the_janitor(jail: Jail, 
     assert set(after) == set(before)
     root = str(jail.chroot_dir.relative_to(jail.base))
     assert after[root] == before[root]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_stop_signal_mid_run_cleans_up(jail: Jail, tmp_path: Path, signal_name: str) -> None:
+    """Blocked opening --netns (a FIFO nobody writes), after the jail tree and the copy exist."""
+    import signal
+    import subprocess
+
+    from support.jail import wait_until
+
+    fifo = tmp_path / "netns-fifo"
+    os.mkfifo(fifo)
+    popen = subprocess.Popen(jail.argv("--netns", str(fifo)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    jail.popens.append(popen)
+    wait_until(lambda: (jail.chroot_dir / jail.probe.name).exists(), what="the exec file copy")
+    wait_until(lambda: Path(f"/proc/{popen.pid}/wchan").read_text() in ("wait_for_partner", "fifo_open"),
+               what="the jailer to block opening the FIFO")
+    popen.send_signal(getattr(signal, signal_name))
+    _, stderr = popen.communicate(timeout=30)
+    assert popen.returncode == 1
+    assert stderr.splitlines()[-1] == f"Interrupted by {signal_name} while building the jail"
+    assert "Traceback" not in stderr
+    assert list(jail.base.iterdir()) == []

@@ -17,9 +17,11 @@ pytestmark = pytest.mark.root
 
 SCRIPT = """\
 #!{interpreter}
-import json, sys
-import jailer.cli, prctl, pyseccomp
-print(json.dumps({{"argv": sys.argv[1:], "prefix": sys.prefix, "jailer": jailer.cli.__file__}}))
+import ctypes, json, sys
+import jailer.cli, prctl
+libseccomp = ctypes.CDLL("libseccomp.so.2")  # what the VMM's filters are compiled with
+print(json.dumps({{"argv": sys.argv[1:], "prefix": sys.prefix, "jailer": jailer.cli.__file__,
+                  "seccomp_api": libseccomp.seccomp_api_get()}}))
 """
 
 
@@ -40,6 +42,7 @@ def test_python_program_runs_in_the_jail(jail: Jail, tmp_path: Path, runtime_bin
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["argv"][:2] == ["--id", jail.jail_id]
+    assert report["seccomp_api"] >= 1
 
 
 def test_runtime_binds_are_read_only_nosuid_nodev(jail: Jail, runtime_binds: list[tuple[Path, Path]]) -> None:

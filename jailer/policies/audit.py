@@ -70,6 +70,8 @@ CLONE_NAMESPACE_FLAGS = {
     "CLONE_NEWNET": 0x40000000,
 }
 PROT_WRITE_EXEC = 0x2 | 0x4
+SIGCHLD = 17
+GLIBC_THREAD_FLAGS = 0x3D0F00  # what pthread_create passes to clone
 FOREIGN_ARCHES = {"x86_64": 0x40000003, "aarch64": 0x40000028}  # i386, ARM
 
 
@@ -173,11 +175,7 @@ def _model_checks(category: model.Category, arch: str) -> list[tuple[str, str, s
             elif reachable(category, syscall):
                 findings.append((f"dangerous:{syscall}", severity, f"{syscall} allowed: {why}", f"deny {syscall}"))
     if syscalls.number("clone", arch) is not None:
-        for flag_name, flag in CLONE_NAMESPACE_FLAGS.items():
-            if allowed(category, "clone", (0x3D0F00 | flag, 0, 0, 0, 0, 0)):
-                findings.append(("clone-namespaces", "high", f"clone allowed with namespace flags ({flag_name})",
-                                 "allow clone only with CLONE_THREAD, or deny namespace flags"))
-                break
+        findings.extend(_clone_namespace_checks(category))
     for syscall, why in UNFILTERED.items():
         if unconditionally_allowed(category, syscall) and category.default_action.stops:
             findings.append((f"unfiltered:{syscall}", "medium", f"{syscall} allowed for any argument: {why}",
@@ -203,6 +201,22 @@ def _model_checks(category: model.Category, arch: str) -> list[tuple[str, str, s
             findings.append((f"dead-rule:{number}", "low", f"rule {number} ({rule.describe()}) can never match",
                              "fix or remove the condition"))
     return findings
+
+
+def _clone_namespace_checks(category: model.Category) -> list[tuple[str, str, str, str]]:
+    """Namespace flags on clone. With CLONE_THREAD the kernel itself refuses CLONE_NEWUSER and
+    CLONE_NEWPID (and CLONE_NEWNS next to CLONE_FS), so a threads-only rule leaves just the
+    namespaces that need CAP_SYS_ADMIN: medium. Process-style clones with them: high."""
+    for flag_name, flag in CLONE_NAMESPACE_FLAGS.items():
+        if allowed(category, "clone", (SIGCHLD | flag, 0, 0, 0, 0, 0)):
+            return [("clone-namespaces", "high", f"clone allowed with namespace flags ({flag_name})",
+                     "allow clone only with CLONE_THREAD, or deny namespace flags")]
+    for flag_name in ("CLONE_NEWNET", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWCGROUP"):
+        if allowed(category, "clone", (GLIBC_THREAD_FLAGS | CLONE_NAMESPACE_FLAGS[flag_name], 0, 0, 0, 0, 0)):
+            return [("clone-namespaces-privileged", "medium",
+                     f"a thread may be created in a new namespace ({flag_name}; needs CAP_SYS_ADMIN)",
+                     "also require the namespace flags to be clear, e.g. arg0 & 0x7e020000 == 0 via masked_eq")]
+    return []
 
 
 def _equivalent_gaps(category: model.Category, arch: str) -> list[tuple[str, str, str, str]]:

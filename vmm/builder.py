@@ -35,6 +35,7 @@ I8042_PORT, I8042_SIZE, I8042_GSI = 0x60, 5, 1
 DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off"
 KICK_SIGNAL = signal.SIGUSR1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+METRICS_FLUSH_INTERVAL_MS = 60_000  # Firecracker's periodic metrics flush
 STDIN_FD = 0
 SERIAL_OUT_FD = 1
 
@@ -59,6 +60,7 @@ class Machine:
     pio: Bus
     filters: dict[str, bytes] | None
     serial_input: bool = True
+    description: str = ""
     _stdin_open: bool = field(default=True, init=False)
 
     def run(self) -> int:
@@ -69,6 +71,8 @@ class Machine:
         signal.signal(KICK_SIGNAL, lambda _signum, _frame: None)
         for stop_signal in STOP_SIGNALS:
             signal.signal(stop_signal, self._on_stop_signal)
+        if self.description:
+            self.logger.info(self.description)
         for thread in self.vcpus:
             thread.start()
         if self.filters is not None:
@@ -100,7 +104,10 @@ class Machine:
                     poller.unregister(STDIN_FD)
                 stdin_registered = want_stdin
             # With a full receive FIFO, look again shortly: the guest drains it on its own.
-            ready = poller.poll(None if want_stdin or not self._stdin_open else 50)
+            timeout = METRICS_FLUSH_INTERVAL_MS if want_stdin or not self._stdin_open else 50
+            ready = poller.poll(timeout)
+            if not ready and timeout == METRICS_FLUSH_INTERVAL_MS:
+                self.metrics.flush()
             for fd, mask in ready:
                 if fd == STDIN_FD:
                     self._serial_input(mask)
@@ -226,7 +233,14 @@ def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics
         threads.append(
             VcpuThread(vcpu, pio=pio, mmio=mmio, events=events, metrics=metrics, memory=memory, filter_program=program)
         )
-    return Machine(memory, threads, events, logger, metrics, serial, pio, options.filters, options.serial_input)
+    description = (
+        f"starting the VM: {machine_config.vcpu_count} vCPU(s), {machine_config.mem_size_mib} MiB, "
+        f"{entry.protocol} entry at {entry.entry_address:#x}, "
+        f"seccomp {'per-thread filters' if options.filters is not None else 'DISABLED'}"
+    )
+    return Machine(
+        memory, threads, events, logger, metrics, serial, pio, options.filters, options.serial_input, description
+    )
 
 
 def _load_guest(config: VmConfig, memory: GuestMemory, vcpu_count: int):

@@ -72,7 +72,12 @@ class _SonameLookup:
 
 
 def compile_filters(policy_path: Path | None, categories: list[str]) -> dict[str, bytes]:
-    """BPF programs for ``categories`` from ``policy_path`` (default: the shipped `vmm`)."""
+    """BPF programs for ``categories`` from ``policy_path`` (default: the shipped `vmm`).
+
+    Also loads the installer here, so threads do no imports of their own before their filter.
+    """
+    import jailer.policies.loader  # noqa: F401
+
     with _SonameLookup():
         return _compile_filters(policy_path, categories)
 

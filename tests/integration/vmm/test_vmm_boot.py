@@ -207,3 +207,36 @@ def test_python_dash_m_vmm(tmp_path: Path) -> None:
         [sys.executable, "-m", "vmm", "--config-file", str(config), "--no-api"], capture_output=True, text=True, timeout=60
     )
     assert (result.returncode, result.stdout) == (1, "m\n")
+
+
+def test_string_io_rep_outsb(tmp_path: Path) -> None:
+    """`rep outsb` arrives as one exit with count > 1; every byte must reach the device."""
+    message = b"rep outsb works\n"
+    message_address = 0x10_0000 + 0x40
+    code = (
+        b"\xbe" + struct.pack("<I", message_address)  # mov esi, message
+        + b"\xb9" + struct.pack("<I", len(message))  # mov ecx, len
+        + b"\x66\xba\xf8\x03"  # mov dx, 0x3f8
+        + b"\xf3\x6e"  # rep outsb
+        + out_al(0xF4, 0)
+        + HANG
+    )
+    code = code.ljust(0x40, b"\x90") + message
+    result = run_vmm(write_config(tmp_path, write_guest(tmp_path, code)))
+    assert (result.returncode, result.stdout) == (1, message.decode())
+
+
+def test_mmio_reads_are_filled_in(tmp_path: Path) -> None:
+    """A read of unclaimed MMIO returns zeros; the boot timer reads as zeros too."""
+    code = (
+        b"\xa0" + struct.pack("<I", 0xD000_0000)  # mov al, [0xd0000000]
+        + b"\x8a\x1d" + struct.pack("<I", 0xC000_0000)  # mov bl, [0xc0000000]
+        + b"\x00\xd8"  # add al, bl
+        + b"\x04\x05"  # add al, 5
+        + b"\xe6\xf4"  # out 0xf4, al
+        + HANG
+    )
+    metrics = tmp_path / "metrics"
+    result = run_vmm(write_config(tmp_path, write_guest(tmp_path, code)), "--boot-timer", "--metrics-path", str(metrics))
+    assert result.returncode == (5 << 1) | 1
+    assert json.loads(metrics.read_text())["vcpu"]["exit_mmio_read"] == 2

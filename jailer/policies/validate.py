@@ -26,12 +26,13 @@ import struct
 from dataclasses import dataclass
 
 from jailer.policies import compiler, model, probes, syscalls
-from jailer.policies.loader import install_filter
+from jailer.policies.loader import PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER
 
 UNLISTED_CANDIDATES = ("getppid", "getpgrp", "getuid", "getegid", "sched_yield", "times", "uname")
 _STATE = struct.Struct("<qqq")  # stage, return value, errno
 _STAGE_CALLING, _STAGE_RETURNED = 1, 2
 CHILD_TIMEOUT = 10.0
+SYS_SECCOMP = 317
 
 
 @dataclass(frozen=True)
@@ -99,15 +100,30 @@ def _marker_errno(category: model.Category) -> int:
     return next(value for value in range(4094, 3000, -1) if value not in used)
 
 
-def _marker_program(nr: int, marker: int) -> bytes:
+def _marker_program(nr: int, marker: int, install_pointer: int) -> bytes:
+    """ERRNO(marker) for syscall `nr`; for seccomp itself, except the child's own install call."""
     name = syscalls.name(nr)
     assert name is not None
-    category = model.Category("marker", model.Action("allow"), model.Action("errno", marker), (model.Rule(name),))
+    conditions = (model.Condition(2, "qword", "ne", install_pointer),) if name == "seccomp" else ()
+    category = model.Category("marker", model.Action("allow"), model.Action("errno", marker), (model.Rule(name, conditions),))
     return compiler.compile_category(model.Policy({"marker": category}), "marker")
 
 
+class _Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _fprog(program: bytes) -> tuple[_Fprog, ctypes.Array[ctypes.c_char]]:
+    buffer = ctypes.create_string_buffer(program, len(program))
+    return _Fprog(len(program) // 8, ctypes.addressof(buffer)), buffer
+
+
 def _run(program: bytes, nr: int, args: tuple[int, ...], marker: int | None) -> str:
-    marker_program = _marker_program(nr, marker) if marker is not None else None
+    policy_fprog, policy_buffer = _fprog(program)
+    install_pointer = ctypes.addressof(policy_fprog)
+    marker_fprog = None
+    if marker is not None:
+        marker_fprog, marker_buffer = _fprog(_marker_program(nr, marker, install_pointer))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     libc.syscall.argtypes = [ctypes.c_long] * 7
@@ -115,7 +131,7 @@ def _run(program: bytes, nr: int, args: tuple[int, ...], marker: int | None) -> 
     try:
         pid = os.fork()
         if pid == 0:
-            _child(libc, state, program, marker_program, nr, args)
+            _child(libc, state, policy_fprog, marker_fprog, nr, args)
         status = _reap(pid, state)
         stage, ret, error = _STATE.unpack(state[:])
     finally:
@@ -157,8 +173,13 @@ def _reap(pid: int, state: mmap.mmap) -> int:
     return os.waitpid(pid, 0)[1]
 
 
-def _child(libc: ctypes.CDLL, state: mmap.mmap, program: bytes, marker_program: bytes | None,
+def _child(libc: ctypes.CDLL, state: mmap.mmap, policy_fprog: _Fprog, marker_fprog: _Fprog | None,
            nr: int, args: tuple[int, ...]) -> None:
+    """Install marker then policy filter with raw seccomp() calls and make the probed call.
+
+    NO_NEW_PRIVS is set before any filter, so probing prctl or seccomp (which the marker turns
+    into errors) cannot break the installation of the filter under test.
+    """
     try:
         import resource
 
@@ -168,14 +189,15 @@ def _child(libc: ctypes.CDLL, state: mmap.mmap, program: bytes, marker_program: 
             os.dup2(null, fd)
         os.setsid()
         call_args = [ctypes.c_long(value - (1 << 64) if value >= 1 << 63 else value) for value in args]
-        returned = _STATE.pack(_STAGE_RETURNED, 0, 0)  # preallocate: no allocation after the filters
-        if marker_program is not None:
-            install_filter(marker_program, all_threads=False)
-        install_filter(program, all_threads=False)
+        sys_seccomp = SYS_SECCOMP
+        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            os._exit(3)
+        for fprog in (marker_fprog, policy_fprog):
+            if fprog is not None and libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER, 0, ctypes.addressof(fprog), 0, 0, 0) != 0:
+                os._exit(4)
         state[0:8] = struct.pack("<q", _STAGE_CALLING)
         ret = libc.syscall(nr, *call_args)
         error = ctypes.get_errno()
-        del returned
         state[0:_STATE.size] = _STATE.pack(_STAGE_RETURNED, ret, error)
     finally:
         os._exit(0)

@@ -53,3 +53,22 @@ def test_each_default_action_is_observed(tmp_path: Path, name: object) -> None:
     document = {"t": category([{"syscall": "getpid"}], default=name)}
     results = validate.validate_policy(policies.load_policy(write_policy(tmp_path, document)))
     assert _failures(results) == []
+
+
+SHIPPED = sorted(Path(policies.__file__).parent.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.stem)
+def test_shipped_policies_validate_on_this_kernel(path: Path) -> None:
+    assert _failures(validate.validate_policy(policies.load_policy(path))) == []
+
+
+def test_prctl_and_seccomp_rules_can_be_probed(tmp_path: Path) -> None:
+    # The child installs filters with prctl and seccomp itself: probing them must not break that.
+    document = {"t": category([
+        {"syscall": "prctl", "args": [{"index": 0, "type": "dword", "op": "eq", "val": 15}]},
+        {"syscall": "seccomp", "args": [{"index": 0, "type": "dword", "op": "eq", "val": 1}]},
+    ])}
+    results = validate.validate_policy(policies.load_policy(write_policy(tmp_path, document)))
+    assert _failures(results) == []
+    assert {r.observed for r in results if r.syscall in ("prctl", "seccomp")} == {"allowed", "SIGSYS"}

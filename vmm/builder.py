@@ -230,9 +230,9 @@ def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics
         vcpu = vm.create_vcpu(index)
         cpu.configure_vcpu(vcpu, memory, supported, machine_config.vcpu_count, entry if index == 0 else None)
         program = options.filters["vcpu"] if options.filters is not None else None
-        threads.append(
-            VcpuThread(vcpu, pio=pio, mmio=mmio, events=events, metrics=metrics, memory=memory, filter_program=program)
-        )
+        thread = VcpuThread(vcpu, pio=pio, mmio=mmio, events=events, metrics=metrics, memory=memory, filter_program=program)
+        metrics.add_source(thread.counters)
+        threads.append(thread)
     description = (
         f"starting the VM: {machine_config.vcpu_count} vCPU(s), {machine_config.mem_size_mib} MiB, "
         f"{entry.protocol} entry at {entry.entry_address:#x}, "

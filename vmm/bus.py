@@ -39,6 +39,7 @@ class Bus:
         self.name = name
         self._ranges: list[_Range] = []
         self._bases: list[int] = []
+        self._cache: dict[tuple[int, int], _Range | None] = {}
 
     def insert(self, device: BusDevice, base: int, length: int) -> None:
         if length <= 0:
@@ -50,8 +51,21 @@ class Bus:
             raise BusError(f"{self.name} bus: {base:#x}+{length:#x} overlaps another device")
         self._ranges.insert(index, _Range(base, length, device))
         self._bases.insert(index, base)
+        self._cache.clear()
 
     def _find(self, address: int, size: int) -> _Range | None:
+        # Guests hit few addresses over and over (a UART's registers): remember the answers.
+        key = (address, size)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found = self._search(address, size)
+        if len(self._cache) < 4096:
+            self._cache[key] = found
+        return found
+
+    def _search(self, address: int, size: int) -> _Range | None:
         index = bisect.bisect_right(self._bases, address) - 1
         if index < 0:
             return None

@@ -200,6 +200,16 @@ class Vcpu:
     def set_lapic(self, state: structs.LapicState) -> None:
         checked(self.fd, ioctls.KVM_SET_LAPIC, state, "KVM_SET_LAPIC")
 
+    # KVM_RUN for hot loops: call kvm_run_function(fd, KVM_RUN, 0); on a negative result
+    # call run_failed() (True for EINTR/EAGAIN, KvmError otherwise).
+    kvm_run_function = staticmethod(_ioctl_int)
+
+    def run_failed(self) -> bool:
+        number = ctypes.get_errno()
+        if number in (errno_module.EINTR, errno_module.EAGAIN):
+            return True
+        raise KvmError(f"KVM_RUN on vcpu{self.index} failed: {os.strerror(number)}")
+
     def run_once(self) -> int:
         """One KVM_RUN (GIL released). Returns 0, or the errno (EINTR/EAGAIN) for the caller."""
         result = _ioctl_int(self.fd, ioctls.KVM_RUN, 0)

@@ -129,3 +129,38 @@ def test_all_writes_artifacts_and_a_manifest_and_rebuilds_from_cache(real_kernel
     assert all(again["cache"][step]["hit"] for step in ("kernel", "initramfs", "rootfs"))
     assert again["artifacts"] == manifest["artifacts"]
     assert "cache hit" in second.stderr
+
+
+def test_progress_redraws_on_a_terminal_and_is_plain_otherwise(tmp_path: Path) -> None:
+    import pty
+
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/motd").write_text("hi\n")
+    command = _command("rootfs", "--from", str(tree), "--out", str(tmp_path / "r.ext4"), "--size", "8M",
+                       cache=tmp_path / "cache")  # fmt: skip
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.run(command, stdout=subprocess.PIPE, stderr=terminal, timeout=120)
+        os.close(terminal)
+        terminal = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the writer side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert process.returncode == 0
+    on_terminal = b"".join(chunks).decode()
+    assert "\r\x1b[Kmkfs.ext4 -d (8M): done in" in on_terminal
+    plain = _run("rootfs", "--from", str(tree), "--out", str(tmp_path / "s.ext4"), "--size", "8M",
+                 cache=tmp_path / "cache2")  # fmt: skip
+    assert plain.returncode == 0 and "\x1b" not in plain.stderr and "\r" not in plain.stderr
+    assert "mkfs.ext4 -d (8M) ...\n" in plain.stderr

@@ -31,6 +31,15 @@ _libc: ctypes.CDLL | None = None
 _sys_seccomp: int | None = None
 
 
+def prepare() -> None:
+    """Resolve libc's entry points now, so the first install_filter does only the two syscalls.
+
+    Worth calling once at start-up in a process that will install filters later (the VMM
+    before starting its threads): the first resolution costs ~0.8 ms in a freshly forked child.
+    """
+    _init()
+
+
 def _init() -> tuple[ctypes.CDLL, int]:
     global _libc, _sys_seccomp
     if _libc is None or _sys_seccomp is None:

@@ -94,13 +94,6 @@ def _t(name: str, default: Mapping[str, str], no_seccomp: Mapping[str, str] | No
     )
 
 
-# A finding, not a wish: the fix belongs to the jailer (setsid() before exec, as bwrap's
-# --new-session does) or to the baseline filter (ioctl TIOCSTI -> EPERM).
-TIOCSTI_HOLE = (
-    "TIOCSTI gets through: the jailer keeps the caller's session, so the caller's terminal stays the "
-    "jail's controlling tty, and dev.tty.legacy_tiocsti=1 on this host lets it push input into it"
-)
-
 # Also a finding: Firecracker's jailer makes /dev/userfaultfd too (for snapshot restore), but the
 # device hands out kernel-fault-capable userfaultfds that the host's sysctl denies to the syscall.
 # The fix belongs to the jailer (create it only when asked) or the baseline (ioctl USERFAULTFD_IOC_NEW).
@@ -208,7 +201,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("tiocsti", {"EPERM": "new session (the terminal is not the jail's controlling tty) or seccomp",
                    "EIO": "dev.tty.legacy_tiocsti=0"},
        {"EPERM": "new session (the terminal is not the jail's controlling tty)", "EIO": "dev.tty.legacy_tiocsti=0"},
-       needs="pty", known_hole=dict.fromkeys(MODES, TIOCSTI_HOLE)),
+       needs="pty"),
     _t("personality_read_implies_exec", *_SECCOMP_ONLY),
     _t("x32_syscall", {"SIGSYS": "seccomp (x32 killed)", "ENOSYS": "kernel (no x32 ABI)"},
        {"ENOSYS": "kernel (no x32 ABI)"}),

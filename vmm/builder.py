@@ -73,6 +73,7 @@ class Machine:
             signal.signal(stop_signal, self._on_stop_signal)
         if self.description:
             self.logger.info(self.description)
+        saved_terminal = self._raw_terminal()
         for thread in self.vcpus:
             thread.start()
         if self.filters is not None:
@@ -81,9 +82,28 @@ class Machine:
             seccomp.install(self.filters["vmm"])
         stop = self._event_loop()
         self._stop_vcpus()
+        if saved_terminal is not None:
+            import termios
+
+            termios.tcsetattr(STDIN_FD, termios.TCSANOW, saved_terminal)
         self.logger.log(stop.level, stop.message)
         self.metrics.flush()
         return stop.status
+
+    def _raw_terminal(self) -> list | None:
+        """A terminal on stdin goes raw (keys, Ctrl-C included, go to the guest, as with
+        Firecracker); returns the mode to restore, or None when stdin is no terminal."""
+        if not self.serial_input or not os.isatty(STDIN_FD):
+            return None
+        import termios
+
+        saved = termios.tcgetattr(STDIN_FD)
+        mode = termios.tcgetattr(STDIN_FD)
+        mode[0] &= ~(termios.BRKINT | termios.ICRNL | termios.INPCK | termios.ISTRIP | termios.IXON)
+        mode[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ISIG)
+        mode[6][termios.VMIN], mode[6][termios.VTIME] = 1, 0
+        termios.tcsetattr(STDIN_FD, termios.TCSANOW, mode)
+        return saved
 
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
         """SIGTERM/SIGINT/SIGHUP stop the VM like a guest exit would: threads stopped, logs and

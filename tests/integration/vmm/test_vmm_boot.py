@@ -240,3 +240,28 @@ def test_mmio_reads_are_filled_in(tmp_path: Path) -> None:
     result = run_vmm(write_config(tmp_path, write_guest(tmp_path, code)), "--boot-timer", "--metrics-path", str(metrics))
     assert result.returncode == (5 << 1) | 1
     assert json.loads(metrics.read_text())["vcpu"]["exit_mmio_read"] == 2
+
+
+def test_terminal_on_stdin_runs_raw_and_is_restored(tmp_path: Path) -> None:
+    """Typed keys go to the guest unechoed and uncooked; the host terminal comes back as it was."""
+    import termios
+
+    from support.vmm import VMM_COMMAND
+
+    config = write_config(tmp_path, write_guest(tmp_path, serial_text("up\n") + ECHO_LINE + out_al(0xF4, 0) + HANG))
+    controller, terminal = os.openpty()
+    try:
+        before = termios.tcgetattr(terminal)
+        vmm = subprocess.Popen(
+            [*VMM_COMMAND, "--config-file", str(config), "--no-api"], stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert vmm.stdout is not None and vmm.stdout.readline() == b"up\n"
+        during = termios.tcgetattr(terminal)
+        assert not during[3] & (termios.ECHO | termios.ICANON | termios.ISIG)
+        os.write(controller, b"raw\n")
+        stdout, stderr = vmm.communicate(timeout=30)
+        assert (vmm.returncode, stdout) == (1, b"raw\n"), stderr
+        assert termios.tcgetattr(terminal) == before
+    finally:
+        os.close(controller)
+        os.close(terminal)

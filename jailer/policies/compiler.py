@@ -1,8 +1,10 @@
 """Model -> classic BPF (`struct sock_filter` arrays) through libseccomp, one program per category.
 
 Same approach as Firecracker's seccompiler: one libseccomp context per category with the
-category's default action, one rule per policy rule, exported with `seccomp_export_bpf` (to a
-memfd, as pyseccomp 0.1.2 has no in-memory export). Output is deterministic: the same policy
+category's default action, one rule per policy rule, exported with `seccomp_export_bpf` to a
+memfd. libseccomp is called through ctypes directly (the calls pyseccomp makes) rather than
+through pyseccomp, whose import runs `ctypes.util.find_library`: ~25 ms of subprocesses
+(ldconfig, gcc) on the jailer's start-up path, and impossible inside a jail. Output is deterministic: the same policy
 always gives the same bytes, which `inspect` relies on to recognise installed filters.
 
 Architecture and x32: the program checks `seccomp_data.arch` and returns KILL_PROCESS for any
@@ -15,6 +17,7 @@ to the same bad-arch action. tests/unit/policies/test_compiler.py checks that on
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 from jailer.policies import model, syscalls
@@ -50,29 +53,32 @@ def write_split_output(programs: dict[str, bytes], directory: str | os.PathLike[
 
 
 def _compile(category: model.Category, arch: str, source: str) -> bytes:
-    import pyseccomp
-
-    syscalls.check_arch(arch)
+    library = _bindings()
+    audit_arch = syscalls.check_arch(arch)
     where = f"{source}: category {category.name!r}"
-    context = pyseccomp.SyscallFilter(category.default_action.ret)
-    target = pyseccomp.Arch.X86_64 if arch == "x86_64" else pyseccomp.Arch.AARCH64
-    if not context.exist_arch(target):
-        context.add_arch(target)
-    if pyseccomp.system_arch() != target:
-        context.remove_arch(pyseccomp.Arch.NATIVE)
-    context.set_attr(pyseccomp.Attr.ACT_BADARCH, BAD_ARCH_ACTION.ret)
-    for number, rule in enumerate(category.rules, 1):
-        nr = syscalls.number(rule.syscall, arch)
-        if nr is None:
-            raise PolicyError(f"{where}, rule {number} ({rule.syscall}): no such syscall on {arch}")
-        conditions = [pyseccomp.Arg(c.index, *_libseccomp_comparison(c)) for c in rule.args]
-        try:
-            context.add_rule_exactly(category.action_of(rule).ret, rule.syscall, *conditions)
-        except OSError as error:
-            raise PolicyError(
-                f"{where}, rule {number} ({rule.syscall}): libseccomp rejected the rule: {error.strerror}"
-            ) from None
-    program = _export(context)
+    context = library.seccomp_init(category.default_action.ret)
+    if not context:
+        raise PolicyError(f"{where}: libseccomp refused the default action {category.default_action}")
+    try:
+        if library.seccomp_arch_exist(context, audit_arch) != 0:
+            _check(library.seccomp_arch_add(context, audit_arch), where, "adding the architecture")
+        if library.seccomp_arch_native() != audit_arch:
+            _check(library.seccomp_arch_remove(context, library.seccomp_arch_native()), where, "removing the native arch")
+        _check(library.seccomp_attr_set(context, _ATTR_ACT_BADARCH, BAD_ARCH_ACTION.ret), where, "setting the bad-arch action")
+        for number, rule in enumerate(category.rules, 1):
+            if syscalls.number(rule.syscall, arch) is None:
+                raise PolicyError(f"{where}, rule {number} ({rule.syscall}): no such syscall on {arch}")
+            # The native number, as libseccomp's API expects; it translates per architecture by name.
+            nr = library.seccomp_syscall_resolve_name(rule.syscall.encode())
+            conditions = (_ArgCmp * 6)(*(_ArgCmp(c.index, *_libseccomp_comparison(c)) for c in rule.args))
+            result = library.seccomp_rule_add_exact_array(context, category.action_of(rule).ret, nr, len(rule.args), conditions)
+            if result != 0:
+                raise PolicyError(
+                    f"{where}, rule {number} ({rule.syscall}): libseccomp rejected the rule: {os.strerror(-result)}"
+                )
+        program = _export(library, context, where)
+    finally:
+        library.seccomp_release(context)
     if len(program) // SOCK_FILTER_SIZE > BPF_MAXINSNS:
         raise PolicyError(
             f"{where}: {len(program) // SOCK_FILTER_SIZE} instructions exceed the kernel's limit of {BPF_MAXINSNS}"
@@ -82,35 +88,55 @@ def _compile(category: model.Category, arch: str, source: str) -> bytes:
 
 def _libseccomp_comparison(condition: model.Condition) -> tuple[int, int, int]:
     """(op, datum_a, datum_b): dword eq becomes MASKED_EQ 0xffffffff, as in Firecracker."""
-    import pyseccomp
-
     if condition.op == "masked_eq":
-        return pyseccomp.MASKED_EQ, condition.effective_mask, condition.val
+        return _CMP["masked_eq"], condition.effective_mask, condition.val
     if condition.op == "eq" and condition.type == "dword":
-        return pyseccomp.MASKED_EQ, model.U32, condition.val
-    op = {
-        "eq": pyseccomp.EQ,
-        "ne": pyseccomp.NE,
-        "lt": pyseccomp.LT,
-        "le": pyseccomp.LE,
-        "gt": pyseccomp.GT,
-        "ge": pyseccomp.GE,
-    }[condition.op]
-    return op, condition.val, 0
+        return _CMP["masked_eq"], model.U32, condition.val
+    return _CMP[condition.op], condition.val, 0
 
 
-class _Fd:
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def fileno(self) -> int:
-        return self._fd
+# libseccomp's enum scmp_compare and SCMP_FLTATR_ACT_BADARCH (seccomp.h).
+_CMP = {"ne": 1, "lt": 2, "le": 3, "eq": 4, "ge": 5, "gt": 6, "masked_eq": 7}
+_ATTR_ACT_BADARCH = 2
 
 
-def _export(context: object) -> bytes:
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+def _bindings() -> ctypes.CDLL:
+    """libseccomp's compile API, bound once (the handle is shared with `syscalls`)."""
+    library = syscalls._libseccomp()
+    if not getattr(library, "_stockade_compile_bound", False):
+        signatures = {
+            "seccomp_init": ([ctypes.c_uint32], ctypes.c_void_p),
+            "seccomp_release": ([ctypes.c_void_p], None),
+            "seccomp_arch_exist": ([ctypes.c_void_p, ctypes.c_uint32], ctypes.c_int),
+            "seccomp_arch_add": ([ctypes.c_void_p, ctypes.c_uint32], ctypes.c_int),
+            "seccomp_arch_remove": ([ctypes.c_void_p, ctypes.c_uint32], ctypes.c_int),
+            "seccomp_arch_native": ([], ctypes.c_uint32),
+            "seccomp_attr_set": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32], ctypes.c_int),
+            "seccomp_syscall_resolve_name": ([ctypes.c_char_p], ctypes.c_int),
+            "seccomp_rule_add_exact_array": (
+                [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)], ctypes.c_int),
+            "seccomp_export_bpf": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_int),
+        }
+        for name, (argtypes, restype) in signatures.items():
+            function = getattr(library, name)
+            function.argtypes, function.restype = argtypes, restype
+        library._stockade_compile_bound = True
+    return library
+
+
+def _check(result: int, where: str, what: str) -> None:
+    if result != 0:
+        raise PolicyError(f"{where}: libseccomp failed {what}: {os.strerror(-result)}")
+
+
+def _export(library: ctypes.CDLL, context: int, where: str) -> bytes:
     fd = os.memfd_create("stockade-bpf", os.MFD_CLOEXEC)
     try:
-        context.export_bpf(_Fd(fd))  # type: ignore[attr-defined]
+        _check(library.seccomp_export_bpf(context, fd), where, "exporting the program")
         size = os.lseek(fd, 0, os.SEEK_END)
         return os.pread(fd, size, 0)
     finally:

@@ -7,7 +7,6 @@ not pay for importing pyseccomp. Results are cached: the same few hundred names 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -19,11 +18,16 @@ X32_SYSCALL_BIT = 0x40000000
 def _libseccomp() -> ctypes.CDLL:
     from jailer.policies.errors import PolicyError
 
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
+        # The soname first: find_library would spawn ldconfig, slow on the jailer's start-up path.
+        library = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        from ctypes.util import find_library
+
+        name = find_library("seccomp")
+        if name is None:
+            raise PolicyError("libseccomp is not installed (libseccomp.so.2 not found)") from None
         library = ctypes.CDLL(name)
-    except OSError as error:
-        raise PolicyError(f"libseccomp is not installed ({error})") from None
     library.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
     library.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
     library.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]

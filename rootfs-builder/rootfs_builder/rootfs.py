@@ -129,9 +129,33 @@ def _mkfs(staging: Path, image: Path, size: int, key: str, label: str, epoch: in
         if re.search(r"[Nn]o space|Could not allocate|allocating|too small|ext2_mkdir", text):
             raise BuildError(f"size {size >> 20}M is too small for the tree (it needs about {(needed >> 20) + 2}M)")
         raise BuildError(f"mkfs.ext4 failed: {text.splitlines()[-1] if text else result.returncode}")
+    _pin_inode_times(staging, image, epoch, environment)
     check = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
     if check.returncode != 0:
         raise BuildError(f"e2fsck finds the new image inconsistent: {check.stdout.strip().splitlines()[-1:]}")
+
+
+def _pin_inode_times(tree: Path, image: Path, epoch: int, environment: dict[str, str]) -> None:
+    """Set every inode's atime and ctime to `epoch` with debugfs.
+
+    ``mkfs.ext4 -d`` (e2fsprogs 1.47.0) copies each source file's atime and ctime, and neither
+    can be pinned on the host: ctime is always "now" after our utime, and mkfs reading a file
+    with an old atime updates it. mtime is already clamped; crtime follows the fake time.
+    """
+    commands = ["/"]
+    for root, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            relative = "/" + os.path.relpath(os.path.join(root, name), tree)
+            if '"' in relative or "\n" in relative:
+                raise BuildError(f"cannot pin the times of {relative!r}: quotes and newlines are unsupported in names")
+            commands.append(f'"{relative}"')
+    script = "".join(f"sif {path} {field} {epoch}\n" for path in commands for field in ("atime", "ctime"))
+    result = subprocess.run(
+        ["debugfs", "-w", "-f", "-", str(image)], input=script, capture_output=True, text=True, env=environment
+    )
+    errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("debugfs ")]
+    if result.returncode != 0 or errors:
+        raise BuildError(f"debugfs could not pin inode times: {errors[-1] if errors else result.returncode}")
 
 
 def debootstrap(suite: str, target: Path, mirror: str, progress: Progress) -> None:

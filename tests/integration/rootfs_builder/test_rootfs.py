@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def test_image_is_clean_and_files_read_back(tree: Path, tmp_path: Path) -> None:
 
 def test_two_builds_are_byte_identical_even_with_different_source_times(tree: Path, tmp_path: Path) -> None:
     first = build_rootfs(tmp_path / "a.ext4", "8M", source_dir=tree, cache=Cache(tmp_path / "cache-a"))
+    # The clock must move between the builds: mkfs copies atime/ctime, which the builder pins.
+    time.sleep(1.1)
     os.utime(tree / "etc/hostname", (1234567890, 1234567890))
     second = build_rootfs(tmp_path / "b.ext4", "8M", source_dir=tree, cache=Cache(tmp_path / "cache-b"))
     assert not first.cache_hit and not second.cache_hit

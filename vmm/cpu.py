@@ -44,6 +44,8 @@ APIC_MODE_NMI = 4
 APIC_MODE_EXTINT = 7
 
 MAX_SUPPORTED_VCPUS_LOG2 = 5
+VENDOR_INTEL_EBX = 0x756E6547  # "Genu"
+VENDOR_AMD_EBX = 0x68747541  # "Auth"
 
 
 class Memory(Protocol):
@@ -80,6 +82,11 @@ def normalize_cpuid(
             entry.ecx &= ~(1 << 15)
             entry.ecx |= (1 << 24) | (1 << 31)
             entry.edx = _set_bits(entry.edx, 28, 28, 1 if vcpu_count > 1 else 0)
+    vendor = next((entry.ebx for entry in entries if entry.function == 0), 0)
+    if vendor == VENDOR_INTEL_EBX:
+        _normalize_intel(entries, vcpu_count)
+    elif vendor == VENDOR_AMD_EBX:
+        _normalize_amd(entries, vcpu_count)
     leaf_b = [entry for entry in entries if entry.function == 0xB]
     if leaf_b:
         for subleaf in (0, 1):
@@ -101,6 +108,37 @@ def normalize_cpuid(
             else:
                 entry.ecx = entry.index
     return entries
+
+
+def _normalize_intel(entries: list[CpuidEntry2], vcpu_count: int) -> None:
+    """Intel-only leaves: cache sharing, no turbo/energy hints, no PMU, no WAITPKG."""
+    for entry in entries:
+        if entry.function == 4:
+            level = (entry.eax >> 5) & 0x7
+            if level == 0:
+                continue  # no cache at this subleaf
+            sharing = vcpu_count - 1 if level >= 3 else 0  # one thread per core: L1/L2 private
+            entry.eax = _set_bits(entry.eax, 14, 25, sharing)
+            entry.eax = _set_bits(entry.eax, 26, 31, min(vcpu_count - 1, 63))
+        elif entry.function == 6:
+            entry.eax &= ~(1 << 1)  # turbo boost
+            entry.ecx &= ~(1 << 3)  # energy-performance bias
+        elif entry.function == 7 and entry.index == 0:
+            entry.ebx |= (1 << 6) | (1 << 13)  # FDP_EXCPTN_ONLY, deprecated FPU CS/DS
+            entry.ecx &= ~(1 << 5)  # WAITPKG
+        elif entry.function == 0xA:
+            entry.eax = entry.ebx = entry.ecx = entry.edx = 0  # no PMU
+
+
+def _normalize_amd(entries: list[CpuidEntry2], vcpu_count: int) -> None:
+    """AMD-only leaves: no ARCH_CAPABILITIES hint, topology extensions on, core count."""
+    for entry in entries:
+        if entry.function == 7 and entry.index == 0:
+            entry.edx &= ~(1 << 29)
+        elif entry.function == 0x8000_0001:
+            entry.ecx |= 1 << 22  # TOPOEXT
+        elif entry.function == 0x8000_0008:
+            entry.ecx = _set_bits(entry.ecx, 0, 7, vcpu_count - 1)  # NC: cores per package - 1
 
 
 def boot_msrs() -> list[tuple[int, int]]:

@@ -60,6 +60,44 @@ def test_normalisation_leaves_the_shared_table_and_other_leaves_alone() -> None:
     assert bytes(leaf(entries, 0x40000000)) == bytes(leaf(table, 0x40000000))
 
 
+def intel_table() -> list[CpuidEntry2]:
+    rows = [
+        (0x0, 0, 0, 0x1B, 0x756E6547, 0x6C65746E, 0x49656E69),
+        (0x4, 0, 1, 0x1C004121, 0, 0, 0),  # L1d
+        (0x4, 2, 1, 0x1C004143, 0, 0, 0),  # L2
+        (0x4, 3, 1, 0x1C03C163, 0, 0, 0),  # L3
+        (0x4, 4, 1, 0, 0, 0, 0),  # end of caches
+        (0x6, 0, 0, 0x77, 0, 0x9, 0),
+        (0x7, 0, 1, 0, 0x219C01A9, 0x20, 0),
+        (0xA, 0, 0, 0x07300805, 0, 0, 0x603),
+    ]
+    return [CpuidEntry2(function=f, index=i, flags=fl, eax=a, ebx=b, ecx=c, edx=d) for f, i, fl, a, b, c, d in rows]
+
+
+def test_intel_leaves() -> None:
+    entries = cpu.normalize_cpuid(intel_table(), 0, 4)
+    l1, l2, l3, end = (leaf(entries, 4, index) for index in (0, 2, 3, 4))
+    assert (l1.eax >> 14) & 0xFFF == 0 and (l2.eax >> 14) & 0xFFF == 0 and (l3.eax >> 14) & 0xFFF == 3
+    assert l1.eax >> 26 == 3 and l3.eax & 0x3FFF == 0x0163
+    assert end.eax == 0
+    assert leaf(entries, 6).eax & 2 == 0 and leaf(entries, 6).ecx & 8 == 0
+    assert leaf(entries, 7).ebx & ((1 << 6) | (1 << 13)) == (1 << 6) | (1 << 13) and leaf(entries, 7).ecx & 0x20 == 0
+    pmu = leaf(entries, 0xA)
+    assert (pmu.eax, pmu.ebx, pmu.ecx, pmu.edx) == (0, 0, 0, 0)
+
+
+def test_amd_leaves() -> None:
+    table = captured_table() + [
+        CpuidEntry2(function=0x80000001, ecx=0x1),
+        CpuidEntry2(function=0x80000008, ecx=0x7003),
+    ]
+    table[2].edx = 1 << 29
+    entries = cpu.normalize_cpuid(table, 0, 2)
+    assert leaf(entries, 7).edx & (1 << 29) == 0
+    assert leaf(entries, 0x80000001).ecx == 0x1 | (1 << 22)
+    assert leaf(entries, 0x80000008).ecx == 0x7001
+
+
 def test_host_vendor_override() -> None:
     entries = cpu.normalize_cpuid(captured_table(), 0, 1, host_vendor=(1, 2, 3))
     assert (leaf(entries, 0).ebx, leaf(entries, 0).ecx, leaf(entries, 0).edx) == (1, 2, 3)

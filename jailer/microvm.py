@@ -140,6 +140,26 @@ def jailer_argv(spec: MicroVmSpec, staging: Path) -> list[str]:
     return argv
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper(enabled: bool) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def is_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def mounts_under(path: Path) -> list[str]:
     """Mount points at or below `path` in this mount namespace."""
     prefix = str(path)
@@ -160,6 +180,7 @@ class JailedMicroVm:
     process: subprocess.Popen | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
     cleanup_notes: list[str] = field(default_factory=list, init=False)
+    _reaped: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.spec.chroot_base.mkdir(parents=True, exist_ok=True)
@@ -185,6 +206,10 @@ class JailedMicroVm:
         return jailer_argv(self.spec, self.staging)
 
     def start(self) -> None:
+        if self.spec.new_pid_ns:
+            # With --new-pid-ns the jailer's parent exits once the VMM runs; as a subreaper we
+            # inherit the VMM and can read its real exit status (and never leave a zombie).
+            set_child_subreaper(True)
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
             self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -204,7 +229,9 @@ class JailedMicroVm:
                 text = ""
             if text.strip():
                 return int(text)
-            if self.process is not None and self.process.poll() is not None and not self.spec.new_pid_ns:
+            # The jailer writes the pid file before it execs (or, with --new-pid-ns, before its
+            # parent exits): once it is gone without one, there will never be one.
+            if self.process is not None and self.process.poll() is not None and not self.pid_file.exists():
                 raise RuntimeError(f"the jailer exited ({self.process.returncode}) before writing {self.pid_file}")
             time.sleep(0.01)
         raise TimeoutError(f"no pid file at {self.pid_file} after {timeout} s")
@@ -244,19 +271,37 @@ class JailedMicroVm:
         return json.loads(result.stdout)
 
     def wait(self, timeout: float = 120.0) -> MicroVmResult:
+        """Wait for the VMM to end; the status is the VMM's own (also under --new-pid-ns)."""
         assert self.process is not None, "start() first"
-        pid = None
         try:
-            pid = int(self.pid_file.read_text())
-        except (FileNotFoundError, ValueError):
-            pass
+            pid: int | None = self.vmm_pid(timeout)
+        except RuntimeError:
+            pid = None  # the jailer failed before the hand-off: its own status and stderr tell why
         try:
             serial, log = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             serial, log = self.process.communicate()
             raise TimeoutError(f"the jailed VM {self.spec.jail_id} did not end in {timeout} s:\n{serial}\n{log}")
-        return MicroVmResult(self.process.returncode, serial, log, pid)
+        returncode = self.process.returncode
+        if self.spec.new_pid_ns and pid is not None:
+            returncode = self._reap(pid, timeout)
+        return MicroVmResult(returncode, serial, log, pid)
+
+    def _reap(self, pid: int, timeout: float) -> int:
+        """The exit status of the orphaned VMM, which the subreaper setting made our child."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reaped, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                raise RuntimeError(f"VMM {pid} is not a child of this supervisor; its status is unknown") from None
+            if reaped == pid:
+                self._reaped = True
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"VMM {pid} did not end in {timeout} s")
+            time.sleep(0.005)
 
     def kill(self) -> None:
         """Kill the VMM this object started: the jailer's child (same pid without
@@ -269,6 +314,8 @@ class JailedMicroVm:
         except (FileNotFoundError, ValueError):
             pass
         for pid in pids:
+            if not is_running(pid):
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
                 self.cleanup_notes.append(f"killed VMM process {pid}")
@@ -277,7 +324,7 @@ class JailedMicroVm:
 
     def _wait_gone(self, pid: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while is_running(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def close(self) -> None:
@@ -293,9 +340,16 @@ class JailedMicroVm:
             except (subprocess.TimeoutExpired, ValueError):
                 pass
         if pid is not None:
-            if Path(f"/proc/{pid}").exists():
+            if is_running(pid):
                 self.kill()
+            if self.spec.new_pid_ns and not self._reaped:
+                try:
+                    self._reap(pid, 10.0)
+                except (RuntimeError, TimeoutError):
+                    pass
             self._wait_gone(pid)
+        if self.spec.new_pid_ns:
+            set_child_subreaper(False)
         jail_dir = self.spec.jail_root.parent
         if jail_dir.exists():
             leftover = mounts_under(jail_dir)

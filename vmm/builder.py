@@ -238,7 +238,7 @@ def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics
         from vmm.devices.violation import PORT as VIOLATION_PORT
         from vmm.devices.violation import ViolationDevice
 
-        pio.insert(ViolationDevice(events.post_call), VIOLATION_PORT, 1)
+        pio.insert(ViolationDevice(events.post_call, logger.warning), VIOLATION_PORT, 1)
     if options.boot_timer:
         from vmm.devices.boot_timer import BootTimer
 

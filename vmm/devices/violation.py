@@ -8,6 +8,9 @@ forbids.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
 from collections.abc import Callable
 
 PORT = 0x4F0
@@ -31,25 +34,33 @@ _socket = _bind_socket()
 AF_INET, SOCK_STREAM = 2, 1
 
 
-def forbidden_syscall() -> None:
-    """socket(AF_INET, SOCK_STREAM, 0): no VMM thread has any business opening a socket."""
-    fd = _socket(AF_INET, SOCK_STREAM, 0)
-    if fd >= 0:  # only without filters (--no-seccomp, unit tests)
-        import os
+def forbidden_syscall() -> str:
+    """socket(AF_INET, SOCK_STREAM, 0): no VMM thread has any business opening a socket.
 
-        os.close(fd)
+    Under a trapping filter this never returns (the SIGSYS reporter ends the process). When
+    it does return, the outcome says which case it was: denied with an errno by a filter
+    that answers errors (the outer `jail` allowlist answers socket() with EACCES), or not
+    stopped at all (only without filters: --no-seccomp twice, unit tests)."""
+    fd = _socket(AF_INET, SOCK_STREAM, 0)
+    if fd < 0:
+        number = ctypes.get_errno()
+        return f"socket() was denied: {errno.errorcode.get(number, number)}"
+    os.close(fd)
+    return "socket() succeeded: no filter stopped it"
 
 
 class ViolationDevice:
-    def __init__(self, ask_main_thread: Callable[[Callable[[], None]], None]) -> None:
+    def __init__(self, ask_main_thread: Callable[[Callable[[], None]], None],
+                 report: Callable[[str], None] = lambda outcome: None) -> None:
         self._ask_main_thread = ask_main_thread
+        self._report = report
 
     def read(self, offset: int, size: int) -> bytes:
         return bytes(size)
 
     def write(self, offset: int, data: bytes) -> None:
         if data[0] == IN_VCPU_THREAD:
-            forbidden_syscall()
+            self._report(f"violation device (vcpu thread): {forbidden_syscall()}")
         elif data[0] == IN_MAIN_THREAD:
             import threading
 
@@ -58,7 +69,7 @@ class ViolationDevice:
 
             def call() -> None:
                 try:
-                    forbidden_syscall()
+                    self._report(f"violation device (main thread): {forbidden_syscall()}")
                 finally:
                     done.set()
 

@@ -11,17 +11,19 @@ This module stays import-light: the jailer imports it on its start-up path.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+import os
 
 from jailer.policies.errors import PolicyError
 
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the jailer's start-up path
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jailer.policies.model import Policy
 
 __all__ = ["PolicyError", "load_policy", "shipped_policy_path", "shipped_policy_names"]
 
-_HERE = Path(__file__).resolve().parent
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -35,13 +37,15 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def shipped_policy_names() -> list[str]:
-    return sorted(path.stem for path in _HERE.glob("*.json"))
+    return sorted(entry[: -len(".json")] for entry in os.listdir(_HERE) if entry.endswith(".json"))
 
 
 def shipped_policy_path(name: str) -> Path:
     """The path of a policy the project ships (`baseline`, `vmm`)."""
-    path = _HERE / f"{name}.json"
-    if "/" in name or not path.is_file():
+    from pathlib import Path
+
+    path = os.path.join(_HERE, f"{name}.json")
+    if "/" in name or not os.path.isfile(path):
         known = ", ".join(shipped_policy_names()) or "none"
         raise PolicyError(f"no shipped policy named {name!r} (shipped: {known})")
-    return path
+    return Path(path)

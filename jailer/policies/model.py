@@ -13,8 +13,6 @@ as MASKED_EQ 0xffffffff); every other operator compares all 64 bits whatever `ty
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_KILL_THREAD = 0x00000000
 SECCOMP_RET_TRAP = 0x00030000
@@ -33,6 +31,36 @@ ARG_TYPES = ("dword", "qword")
 MAX_ARG_INDEX = 5
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
+
+class _Record:
+    """Immutable value object: equality, hashing and repr over `__slots__`.
+
+    Plain classes rather than dataclasses: this module is on the jailer's start-up path, and
+    importing dataclasses (with inspect) and generating the classes costs ~20 ms there.
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def _set(self, **values: object) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._values()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
 
 _RET_BASE = {
     "allow": SECCOMP_RET_ALLOW,
@@ -57,12 +85,15 @@ _PRECEDENCE = (
 )
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(_Record):
     """A seccomp action; `value` is the errno or trace message for `errno`/`trace`."""
 
+    __slots__ = ("kind", "value")
     kind: str
-    value: int | None = None
+    value: int | None
+
+    def __init__(self, kind: str, value: int | None = None) -> None:
+        self._set(kind=kind, value=value)
 
     @property
     def ret(self) -> int:
@@ -105,16 +136,19 @@ def strictest(rets: list[int]) -> int:
     return min(rets, key=strictness)
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(_Record):
     """One argument check: `args[index] OP val` (for masked_eq: `args[index] & mask == val`)."""
 
+    __slots__ = ("index", "type", "op", "val", "mask", "comment")
     index: int
     type: str
     op: str
     val: int
-    mask: int | None = None
-    comment: str | None = None
+    mask: int | None
+    comment: str | None
+
+    def __init__(self, index: int, type: str, op: str, val: int, mask: int | None = None, comment: str | None = None) -> None:
+        self._set(index=index, type=type, op=op, val=val, mask=mask, comment=comment)
 
     @property
     def effective_mask(self) -> int:
@@ -161,14 +195,18 @@ class Condition:
         return data
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(_Record):
     """A syscall allowed (or acted on) when all its conditions hold; no conditions = always."""
 
+    __slots__ = ("syscall", "args", "comment", "action")
     syscall: str
-    args: tuple[Condition, ...] = ()
-    comment: str | None = None
-    action: Action | None = None
+    args: tuple[Condition, ...]
+    comment: str | None
+    action: Action | None
+
+    def __init__(self, syscall: str, args: tuple[Condition, ...] = (), comment: str | None = None,
+                 action: Action | None = None) -> None:
+        self._set(syscall=syscall, args=tuple(args), comment=comment, action=action)
 
     def matches(self, args: tuple[int, ...] | list[int]) -> bool:
         return all(condition.matches(args) for condition in self.args)
@@ -192,15 +230,20 @@ class Rule:
         return data
 
 
-@dataclass(frozen=True)
-class Category:
+class Category(_Record):
     """The filter of one thread kind."""
 
+    __slots__ = ("name", "default_action", "filter_action", "rules", "audit_acknowledged")
     name: str
     default_action: Action
     filter_action: Action
     rules: tuple[Rule, ...]
-    audit_acknowledged: dict[str, str] = field(default_factory=dict)
+    audit_acknowledged: dict[str, str]
+
+    def __init__(self, name: str, default_action: Action, filter_action: Action, rules: tuple[Rule, ...],
+                 audit_acknowledged: dict[str, str] | None = None) -> None:
+        self._set(name=name, default_action=default_action, filter_action=filter_action, rules=tuple(rules),
+                  audit_acknowledged=dict(audit_acknowledged or {}))
 
     def action_of(self, rule: Rule) -> Action:
         return rule.action or self.filter_action
@@ -231,12 +274,15 @@ class Category:
         return data
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(_Record):
     """Categories by name, in file order; `source` says where it came from (for messages)."""
 
+    __slots__ = ("categories", "source")
     categories: dict[str, Category]
-    source: str = "<policy>"
+    source: str
+
+    def __init__(self, categories: dict[str, Category], source: str = "<policy>") -> None:
+        self._set(categories=dict(categories), source=source)
 
     def category(self, name: str) -> Category:
         from jailer.policies.errors import PolicyError

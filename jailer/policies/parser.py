@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from jailer.policies import model
 from jailer.policies.errors import PolicyError
+
+TYPE_CHECKING = False  # no typing import on the jailer's start-up path
+if TYPE_CHECKING:
+    from typing import Any
 
 _CATEGORY_KEYS = {"default_action", "filter_action", "filter", "comment", "audit_acknowledged"}
 _RULE_KEYS = {"syscall", "args", "comment", "action"}

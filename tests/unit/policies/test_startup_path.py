@@ -24,3 +24,12 @@ def test_compiling_needs_neither_pyseccomp_nor_find_library() -> None:
 def test_loader_imports_only_ctypes() -> None:
     modules = _modules_after("import jailer.policies.loader")
     assert not {"pyseccomp", "json", "dataclasses", "jailer.policies.model", "jailer.policies.compiler"} & modules
+
+
+def test_loading_and_compiling_import_neither_typing_nor_dataclasses() -> None:
+    # The jailer keeps both off its start-up path; it compiles the outer filter there.
+    modules = _modules_after(
+        "from jailer import policies\nfrom jailer.policies import compiler\n"
+        "compiler.compile_category(policies.load_policy(policies.shipped_policy_path('baseline')), 'baseline')"
+    )
+    assert not {"typing", "dataclasses"} & modules

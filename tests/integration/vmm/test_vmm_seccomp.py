@@ -113,3 +113,10 @@ def test_each_thread_is_named_and_has_its_filters(tmp_path: Path, jailed: bool) 
     finally:
         process.kill()
         process.communicate()
+
+
+def test_violation_is_reported_even_with_logging_off(tmp_path: Path) -> None:
+    result = run_vmm(violation_guest(tmp_path, 1), "--test-devices", "--level", "Off", log_path=tmp_path / "log")
+    assert result.returncode == BAD_SYSCALL
+    assert "seccomp violation: thread vcpu0 called socket (41)" in result.log
+    assert "vmm: seccomp violation: thread vcpu0 called socket (41)" in result.stderr

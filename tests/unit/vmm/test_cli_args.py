@@ -46,3 +46,21 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--seccomp-filter FILE" in capsys.readouterr().out
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("vmm ")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+OPTION_WORDS = st.sampled_from(
+    ["--config-file", "--no-api", "--id", "--level", "--boot-timer", "--no-seccomp", "--seccomp-filter",
+     "--start-time-us", "--metrics-path", "--log-path", "--test-devices", "--help", "--version", "-x", "--"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(OPTION_WORDS | st.text(max_size=6), max_size=8))
+def test_random_argv_parses_or_fails_with_one_line(argv: list[str]) -> None:
+    try:
+        parse_arguments(argv)
+    except ArgumentError as error:
+        assert str(error) and "\n" not in str(error)

@@ -226,23 +226,30 @@ def build_rootfs(
     else:
         assert source_dir is not None
         source = f"dir:{Path(source_dir).absolute()}"
-        with tempfile.TemporaryDirectory(prefix=".rootfs-tree.", dir=cache.root) as work:
-            tree = Path(work) / "tree"
-            tree.mkdir()
-            with progress.step(f"staging {source_dir}"):
-                _stage(Path(source_dir), tree, epoch)
-            digest, needed = _tree_digest_and_usage(tree)
-            _check_fits(needed, size_bytes)
-            inputs = {**common, "tree": digest}
-            key = inputs_key("rootfs", inputs)
-            cached = cache.get_or_build("rootfs", inputs, lambda entry: make_image(tree, entry, key, needed))
+        # The key comes from the source itself (times excluded), so a hit copies nothing.
+        digest, needed = _tree_digest_and_usage(Path(source_dir))
+        _check_fits(needed, size_bytes)
+        inputs = {**common, "tree": digest}
+        key = inputs_key("rootfs", inputs)
+
+        def build_from_dir(entry: Path) -> None:
+            with tempfile.TemporaryDirectory(prefix=".rootfs-tree.", dir=cache.root) as work:
+                tree = Path(work) / "tree"
+                tree.mkdir()
+                with progress.step(f"staging {source_dir}"):
+                    _stage(Path(source_dir), tree, epoch)
+                if _tree_digest_and_usage(tree)[0] != digest:
+                    raise BuildError(f"{source_dir} changed while it was being copied; build again")
+                make_image(tree, entry, key, needed)
+
+        cached = cache.get_or_build("rootfs", inputs, build_from_dir)
     if cached.hit:
         progress.note(f"rootfs: cache hit ({cached.key[:16]}), mkfs skipped")
-    path, image_size, digest = deliver(cached.path / "rootfs.ext4", out)
+    path, image_size, image_sha256 = deliver(cached.path / "rootfs.ext4", out)
     return RootfsBuild(
         path=path,
         size=image_size,
-        sha256=digest,
+        sha256=image_sha256,
         source=source,
         uuid=str(uuid.UUID(cached.key[:32])),
         cache_hit=cached.hit,

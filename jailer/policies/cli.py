@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     arch(sub)
     sub.add_argument("--output-dir", metavar="DIR", help="write <category>.oci.json files (default: stdout)")
 
+    sub = command("export-firecracker", _export_firecracker, "write strict Firecracker seccompiler JSON")
+    sub.add_argument("policy")
+
     sub = command("import-oci", _import_oci, "convert an OCI/Docker profile to a one-category policy")
     sub.add_argument("profile")
     arch(sub)
@@ -255,6 +258,11 @@ def _export_oci(args: argparse.Namespace) -> int:
             print(directory / f"{name}.oci.json")
     else:
         print(json.dumps(profiles, indent=2))
+    return 0
+
+
+def _export_firecracker(args: argparse.Namespace) -> int:
+    print(json.dumps(_load(args.policy).to_firecracker_json(), indent=4))
     return 0
 
 

@@ -58,7 +58,9 @@ class ThreadFilters:
             "name": self.name,
             "seccomp": self.seccomp_mode,
             "no_new_privs": self.no_new_privs,
-            "filters": [{"match": f.match, "instructions": f.instructions} for f in self.filters],
+            "filters": [
+                {"match": f.match, "instructions": f.instructions, "bpf_hex": f.program.hex()} for f in self.filters
+            ],
         }
 
 

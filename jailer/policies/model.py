@@ -295,3 +295,24 @@ class Policy(_Record):
 
     def to_json(self) -> dict[str, object]:
         return {name: category.to_json() for name, category in self.categories.items()}
+
+    def to_firecracker_json(self) -> dict[str, object]:
+        """Strict seccompiler JSON: refuses our per-rule `action` extension, which
+        seccompiler would silently ignore (turning a deny into the filter_action)."""
+        from jailer.policies.errors import PolicyError
+
+        document: dict[str, object] = {}
+        for name, category in self.categories.items():
+            for number, rule in enumerate(category.rules, 1):
+                if rule.action is not None and rule.action != category.filter_action:
+                    raise PolicyError(
+                        f"{self.source}: category {name!r}, rule {number} ({rule.syscall}): its own action "
+                        f"{rule.action} cannot be expressed in Firecracker's format (one filter_action per "
+                        "category); split the category or drop the rule"
+                    )
+            data = category.to_json()
+            data.pop("audit_acknowledged", None)
+            for rule in data["filter"]:  # type: ignore[attr-defined]
+                rule.pop("action", None)
+            document[name] = data
+        return document

@@ -77,6 +77,7 @@ def test_cli_json(policy_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     threads = json.loads(capsys.readouterr().out)
     vcpu = next(thread for thread in threads if thread["name"] == "vcpu0")
     assert [f["match"] for f in vcpu["filters"]] == ["jail", "vcpu"]
+    assert all(len(bytes.fromhex(f["bpf_hex"])) == 8 * f["instructions"] for f in vcpu["filters"])
 
 
 def test_no_such_process_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

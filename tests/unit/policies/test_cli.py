@@ -117,3 +117,16 @@ def test_emulator_trace_ends_at_a_return(firecracker_reference: Path) -> None:
     program = compiler.compile_category(policies.load_policy(firecracker_reference / FIRECRACKER_X86_64), "api")
     run = bpf.emulate(program, bpf.SeccompData(0))
     assert bpf.decode(program)[run.trace[-1]].cls == bpf.RET
+
+
+def test_export_firecracker_refuses_per_rule_actions(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "export-firecracker", str(policies.shipped_policy_path("baseline")))
+    assert code == 2 and "category 'baseline', rule" in err and "(clone3): its own action errno(38)" in err
+
+
+def test_export_firecracker_round_trips(firecracker_reference: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = firecracker_reference / FIRECRACKER_X86_64
+    code, out, _ = _run(capsys, "export-firecracker", str(source))
+    assert code == 0
+    exported = policies.parser.policy_from_json(json.loads(out))
+    assert compiler.compile_policy(exported) == compiler.compile_policy(policies.load_policy(source))

@@ -181,6 +181,11 @@ def _model_checks(category: model.Category, arch: str) -> list[tuple[str, str, s
             findings.append((f"unfiltered:{syscall}", "medium", f"{syscall} allowed for any argument: {why}",
                              f"filter {syscall} on its argument"))
     findings.extend(_equivalent_gaps(category, arch))
+    if category.default_action.stops and category.rules and not allowed(category, "restart_syscall"):
+        findings.append(("restart-syscall-denied", "medium",
+                         "restart_syscall is not allowed: a thread stopped in a sleeping syscall (SIGSTOP, a ptrace "
+                         "attach such as `jailer-policy inspect`) dies when it resumes",
+                         "allow restart_syscall (Firecracker does in every category)"))
     for syscall in ("mmap", "mprotect", "pkey_mprotect"):
         if syscalls.number(syscall, arch) is None:
             continue

@@ -21,7 +21,7 @@ def _ids(rules: list[dict[str, object]], tmp_path: Path, **kwargs: object) -> se
 
 
 def test_tight_allowlist_has_no_high_findings(tmp_path: Path) -> None:
-    ids = _ids([{"syscall": "read"}, {"syscall": "mmap", "args": [PROT_EXEC_OFF]},
+    ids = _ids([{"syscall": "read"}, {"syscall": "restart_syscall"}, {"syscall": "mmap", "args": [PROT_EXEC_OFF]},
                 {"syscall": "ioctl", "args": [{"index": 1, "type": "dword", "op": "eq", "val": 0xAE80}]}], tmp_path)
     assert ids == set()
 
@@ -44,6 +44,7 @@ def test_tight_allowlist_has_no_high_findings(tmp_path: Path) -> None:
         ([{"syscall": "openat", "args": [{"index": 2, "type": "dword", "op": "eq", "val": 0}]}, {"syscall": "openat2"}],
          "equivalent-gap:openat/openat2"),
         ([{"syscall": "read"}, {"syscall": "read"}], "duplicate-rule:2"),
+        ([{"syscall": "read"}], "restart-syscall-denied"),
         ([{"syscall": "read", "args": [{"index": 0, "type": "qword", "op": "lt", "val": 0}]}], "dead-rule:1"),
     ],
 )

@@ -18,9 +18,10 @@ after pivot_root. It needs, at the same paths as on the host:
   decode a non-ASCII ``.pth``; the gconv cache);
 * the Python modules actually imported — not the whole stdlib. They are found by running the
   interpreter itself (same empty environment as the jail) to import `modules`, plus every
-  module that any source file of our own packages imports anywhere (function-level imports
-  included, read from their syntax trees), and reading ``sys.modules`` and
-  ``/proc/self/maps`` afterwards. ``-X importtime`` would list the same modules but not
+  module reachable through imports from them inside our own packages (function-level
+  imports included, read from their syntax trees; a bare own package name such as ``vmm``
+  means all of its modules, a dotted one such as ``vmm.cli`` only what it reaches), and
+  reading ``sys.modules`` and ``/proc/self/maps`` afterwards. ``-X importtime`` would list the same modules but not
   their files; ``sys.modules`` gives each module's spec (origin, cached bytecode) directly.
   Frozen modules need no file. Our own packages (and the editable-install finder and ``.pth``
   that map them) are bound as whole directories because any of their modules may run.
@@ -321,22 +322,46 @@ def imports_of(tree, package):
                 pending.extend(item for item in value if hasattr(item, "_fields"))
             elif hasattr(value, "_fields"):
                 pending.append(value)
-extra = []
-if own_scan:
-    for directory in own_dirs:
-        top = os.path.basename(directory)
-        for root, dirs, files in os.walk(directory):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-            for file in sorted(files):
-                if not file.endswith(".py") or file == "__main__.py":
-                    continue
-                relative = os.path.relpath(os.path.join(root, file[:-3]), os.path.dirname(directory))
-                module = relative.replace(os.sep, ".").removesuffix(".__init__")
-                package = module if file == "__init__.py" else module.rpartition(".")[0]
-                with open(os.path.join(root, file), "rb") as stream:
-                    tree = compile(stream.read(), file, "exec", 0x400)  # ast.PyCF_ONLY_AST
-                extra.append(module)
-                extra.extend(imports_of(tree, package))
+own_roots = {os.path.basename(d): os.path.dirname(d) for d in own_dirs}
+def own_file(name):
+    # The source file of an own module (name -> path), or None for anything else.
+    parts = name.split(".")
+    if parts[0] not in own_roots:
+        return None
+    base = os.path.join(own_roots[parts[0]], *parts)
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+def package_modules(directory):
+    top = os.path.dirname(directory)
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for file in sorted(files):
+            if file.endswith(".py") and file != "__main__.py":
+                yield os.path.relpath(os.path.join(root, file[:-3]), top).replace(os.sep, ".").removesuffix(".__init__")
+# Entry points: a bare own package name means every module in it; a dotted name, that module.
+pending = []
+for name in requested:
+    if own_scan and name in own_roots:
+        pending.extend(package_modules(os.path.join(own_roots[name], name)))
+    elif own_scan and own_file(name):
+        pending.append(name)
+extra, visited = [], set()
+while pending:
+    name = pending.pop()
+    path = own_file(name)
+    if name in visited or path is None:
+        continue
+    visited.add(name)
+    extra.append(name)
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    with open(path, "rb") as stream:
+        tree = compile(stream.read(), path, "exec", 0x400)  # ast.PyCF_ONLY_AST
+    for imported in imports_of(tree, package):
+        extra.append(imported)
+        parts = imported.split(".")
+        pending.extend(".".join(parts[:index]) for index in range(1, len(parts) + 1))
 for name in dict.fromkeys(extra):
     if name and not name.endswith("__main__"):
         try:

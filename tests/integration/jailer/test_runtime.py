@@ -130,3 +130,12 @@ def test_symlink_chain_variant_recreates_the_venv_links() -> None:
     result = _bwrap(binds, sys.executable, "-c", script, symlinks=links)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_entry_points_give_a_tighter_set_that_still_runs_the_vmm(binds: list[tuple[Path, Path]]) -> None:
+    """Dotted entry points bind only what they reach; bare package names, every module's needs."""
+    tight = python_runtime_binds(modules=("vmm.cli", "jailer.policies.loader", "prctl", "pyseccomp"), use_cache=False)
+    assert set(tight) < set(binds)
+    result = _bwrap(tight, sys.executable, "-IB", "-c", f"{SONAME_FIX}import vmm.cli, jailer.policies.loader, pyseccomp; print('ok')")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

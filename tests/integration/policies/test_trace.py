@@ -49,3 +49,49 @@ def test_trace_writes_one_category_per_thread_kind(tmp_path: Path, capsys: pytes
 def test_trace_without_command_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["trace", "--output", str(tmp_path / "x.json"), "--"]) == 2
     assert "needs a command" in capsys.readouterr().err
+
+
+ENFORCED_PROGRAM = """
+import ctypes, fcntl, os, socket, sys, threading
+from jailer.policies import compiler, load_policy
+from jailer.policies.loader import install_filter
+program = compiler.compile_category(load_policy(sys.argv[1]), sys.argv[2])
+libc = ctypes.CDLL(None)
+def vcpu():
+    libc.prctl(15, b"vcpu0", 0, 0, 0)
+    install_filter(program, all_threads=False)
+    read_end, write_end = os.pipe()
+    try:
+        fcntl.ioctl(read_end, 0x5401, bytes(60))
+    except OSError:
+        pass
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+    os.write(write_end, b"x")
+    assert os.read(read_end, 1) == b"x"
+    os.close(read_end); os.close(write_end)
+thread = threading.Thread(target=vcpu)
+thread.start()
+thread.join()
+print("done", flush=True)
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_traced_policy_runs_the_traced_program_and_stops_anything_else(tmp_path: Path) -> None:
+    import subprocess
+
+    script = tmp_path / "program.py"
+    script.write_text(ENFORCED_PROGRAM)
+    permissive = tmp_path / "permissive.json"
+    permissive.write_text(json.dumps({"open": {"default_action": "allow", "filter_action": {"errno": 1}, "filter": []}}))
+    traced = tmp_path / "traced.json"
+    assert cli.main(["trace", "-o", str(traced), "--", sys.executable, str(script), str(permissive), "open"]) == 0
+
+    enforced = subprocess.run([sys.executable, str(script), str(traced), "vcpu"], capture_output=True, text=True)
+    assert enforced.returncode == 0 and enforced.stdout == "done\n", enforced.stderr
+
+    # The same program doing one thing the trace never saw (getppid) is killed.
+    script.write_text(ENFORCED_PROGRAM.replace("os.close(read_end); os.close(write_end)",
+                                               "os.close(read_end); os.close(write_end); os.getppid()"))
+    violating = subprocess.run([sys.executable, str(script), str(traced), "vcpu"], capture_output=True, text=True)
+    assert violating.returncode == -31  # SIGSYS: the generated policy's default is kill_process

@@ -582,7 +582,12 @@ def _fingerprint(pairs: list[tuple[Path, Path]]) -> str:
 def _read_cache(path: Path, key: str) -> list[tuple[Path, Path]] | None:
     """The cached binds if the file is for `key` and every source is unchanged."""
     try:
-        lines = path.read_text().split("\n")
+        # Only a cache file this user wrote and nobody else can change decides what is bound.
+        with open(path) as stream:
+            info = os.fstat(stream.fileno())
+            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+                return None
+            lines = stream.read().split("\n")
         if len(lines) < 3 or lines[0] != key:
             return None
         pairs = [(Path(s), Path(t)) for s, _, t in (line.partition("\t") for line in lines[2:] if line)]

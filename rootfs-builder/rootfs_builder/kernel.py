@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs_builder import apt, bzimage, elf, kmod
@@ -149,7 +149,3 @@ def load_kernel_dir(directory: Path) -> tuple[Path, str, dict[str, str]]:
                 config[key] = value
     return modules, release, config
 
-
-def describe(build: KernelBuild) -> dict[str, object]:
-    data = asdict(build)
-    return {key: str(value) if isinstance(value, Path) else value for key, value in data.items()}

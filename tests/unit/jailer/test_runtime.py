@@ -193,3 +193,21 @@ def test_binds_are_cached_and_recomputed_when_a_source_changes(tmp_path: Path, m
     source.write_text("x = 2  # longer\n")
     runtime.python_runtime_binds(Path("/usr/bin/python3"), ("x",))
     assert len(calls) == 3
+
+
+def test_a_cache_file_others_can_write_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "lib.py"
+    source.write_text("")
+    calls = []
+
+    def fake_compute(interpreter: str, modules: object, keep_symlinks: bool, ldconfig: bool) -> list[tuple[Path, Path]]:
+        calls.append(interpreter)
+        return [(source, Path("/jail/lib.py"))]
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(runtime, "_compute", fake_compute)
+    runtime.python_runtime_binds(Path("/usr/bin/python3"), ("x",))
+    (cache_file,) = (tmp_path / "cache" / "stockade" / "python-runtime").iterdir()
+    cache_file.chmod(0o666)
+    runtime.python_runtime_binds(Path("/usr/bin/python3"), ("x",))
+    assert len(calls) == 2

@@ -56,6 +56,9 @@ def _compile(category: model.Category, arch: str, source: str) -> bytes:
     library = _bindings()
     audit_arch = syscalls.check_arch(arch)
     where = f"{source}: category {category.name!r}"
+    conflict = category.action_conflict()
+    if conflict:
+        raise PolicyError(f"{where}, {conflict}")
     context = library.seccomp_init(category.default_action.ret)
     if not context:
         raise PolicyError(f"{where}: libseccomp refused the default action {category.default_action}")

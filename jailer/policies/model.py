@@ -263,6 +263,23 @@ class Category(_Record):
     def syscalls(self) -> list[str]:
         return sorted({rule.syscall for rule in self.rules})
 
+    def action_conflict(self) -> str | None:
+        """Why the rules are ambiguous, or None: one syscall's rules must share one action.
+
+        libseccomp accepts two rules for a syscall with different actions and silently keeps
+        one of them where they overlap; no policy should depend on which.
+        """
+        first: dict[str, tuple[int, Action]] = {}
+        for number, rule in enumerate(self.rules, 1):
+            action = self.action_of(rule)
+            earlier = first.setdefault(rule.syscall, (number, action))
+            if earlier[1] != action:
+                return (
+                    f"rule {number} ({rule.syscall}): its action {action} differs from rule {earlier[0]}'s "
+                    f"{earlier[1]} for the same syscall (libseccomp would silently keep one); use one action per syscall"
+                )
+        return None
+
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
             "default_action": self.default_action.to_json(),

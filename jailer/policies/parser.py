@@ -88,6 +88,9 @@ def _category(name: str, body: Any, where: str) -> model.Category:
                 f"{where}, rule {number} ({rule.syscall}): its action {default_action} equals the "
                 "default action, so the rule would do nothing"
             )
+    conflict = model.Category(name, default_action, filter_action, rules).action_conflict()
+    if conflict:
+        raise PolicyError(f"{where}, {conflict}")
     acknowledged = body.get("audit_acknowledged", {})
     if not isinstance(acknowledged, dict) or not all(
         isinstance(key, str) and isinstance(value, str) and value.strip() for key, value in acknowledged.items()

@@ -61,6 +61,8 @@ def _arg(**overrides: object) -> dict[str, object]:
         ({"vcpu": category([{"syscall": "read", "action": "maybe"}])}, r"rule 1 \(read\), action: unknown action"),
         ('{"vcpu": {}, "vcpu": {}}', "duplicate key 'vcpu'"),
         ({"vcpu": category("read")}, "'filter' must be a list of rules, not a string"),
+        ({"vcpu": category([{"syscall": "read"}, {"syscall": "read", "action": "trap"}])},
+         r"rule 2 \(read\): its action trap differs from rule 1's allow for the same syscall"),
     ],
 )
 def test_malformed_policy_messages(document: object, expected: str) -> None:

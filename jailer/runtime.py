@@ -602,6 +602,7 @@ def _write_cache(path: Path, key: str, pairs: list[tuple[Path, Path]]) -> None:
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         body = [key, _fingerprint(pairs), *(f"{source}\t{target}" for source, target in pairs)]
         temporary.write_text("\n".join(body) + "\n")
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except OSError:
         pass  # an unwritable cache only costs the next run a recomputation

@@ -12,14 +12,27 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
+
+    from vmm.builder import Machine, VmmOptions
+    from vmm.config import LoggerConfig, VmConfig
+    from vmm.logger import Logger
+    from vmm.metrics import Metrics
 
 USAGE = """\
-usage: vmm --config-file FILE --no-api [options]
+usage: vmm [--api-sock PATH] [--config-file FILE] [options]
+       vmm --config-file FILE --no-api [options]
 
-Boot a microVM from a Firecracker-format JSON configuration.
+Boot a microVM from a Firecracker-format JSON configuration, or one built through
+Firecracker's HTTP API on a Unix socket.
 
-  --config-file FILE        the VM configuration (boot-source, machine-config, ...)
-  --no-api                  run without an API socket (required: there is no API server yet)
+  --api-sock PATH           the API socket (default /run/firecracker.socket)
+  --config-file FILE        the VM configuration (boot-source, machine-config, ...); with the
+                            API on, the VM starts at once and the API serves the running VM
+  --no-api                  run without an API socket (then --config-file is required)
   --id ID                   instance id used in log lines (default anonymous-instance)
   --boot-timer              log Guest-boot-time when the guest writes 123 to 0xC0000000
   --log-path FILE           append log lines to FILE instead of stderr
@@ -121,10 +134,10 @@ def parse_arguments(argv: list[str]) -> Arguments:
             raise ArgumentError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value!r}")
     if arguments.help or arguments.version:
         return arguments
-    if arguments.config_file is None:
-        raise ArgumentError("--config-file is required (there is no API server to configure the VM)")
-    if not arguments.no_api:
-        raise ArgumentError("the API server is not supported yet: pass --no-api")
+    if arguments.config_file is None and arguments.no_api:
+        raise ArgumentError("--no-api needs --config-file (nothing else can configure the VM)")
+    if arguments.api_sock is not None and arguments.no_api:
+        raise ArgumentError("--api-sock and --no-api contradict each other")
     if arguments.no_seccomp and arguments.seccomp_filter is not None:
         raise ArgumentError("--no-seccomp and --seccomp-filter contradict each other")
     if arguments.instance_id is not None and not _valid_id(arguments.instance_id):
@@ -171,64 +184,90 @@ def main(argv: list[str] | None = None) -> int:
     os._exit(status)
 
 
-def _open_logger(arguments: Arguments, config_logger: object) -> object:
+DEFAULT_API_SOCK = "/run/firecracker.socket"
+
+
+@dataclass
+class Outputs:
+    """The log and metrics sinks; replaced once the configuration is known (it may name
+    them), which is why the violation reporter reads them through this holder."""
+
+    logger: Logger
+    metrics: Metrics
+
+
+def _open_logger(arguments: Arguments, config_logger: LoggerConfig | None) -> Logger:
     from vmm.config import LOG_LEVELS
     from vmm.errors import ConfigError
     from vmm.logger import Logger
 
-    level = arguments.level or getattr(config_logger, "level", None) or "Info"
+    level = arguments.level or (config_logger.level if config_logger else None) or "Info"
     canonical = {name.lower(): name for name in LOG_LEVELS}.get(level.lower())
     if canonical is None:
         raise ConfigError(f"--level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
-    path = arguments.log_path or getattr(config_logger, "log_path", None)
+    path = arguments.log_path or (config_logger.log_path if config_logger else None)
     try:
         return Logger.open(arguments.instance_id or "anonymous-instance", canonical, None if path is None else str(path))
     except OSError as error:
         raise ConfigError(f"cannot open the log file {path}: {error.strerror}") from None
 
 
-def _run(arguments: Arguments) -> int:
-    from vmm import builder, seccomp
-    from vmm.config import load_config
-    from vmm.errors import ConfigError, VmmError
+def _open_metrics(arguments: Arguments, config: VmConfig | None) -> Metrics:
+    from vmm.errors import ConfigError
     from vmm.metrics import Metrics
-    from vmm.threads import set_os_thread_name
 
-    set_os_thread_name("vmm")
-    config = load_config(Path(arguments.config_file or ""))
-    logger = _open_logger(arguments, config.logger)
-    metrics_path = arguments.metrics_path or (str(config.metrics.metrics_path) if config.metrics else None)
+    path = arguments.metrics_path or (str(config.metrics.metrics_path) if config and config.metrics else None)
     try:
-        metrics = Metrics.open(metrics_path)
+        metrics = Metrics.open(path)
     except OSError as error:
-        raise ConfigError(f"cannot open the metrics file {metrics_path}: {error.strerror}") from None
+        raise ConfigError(f"cannot open the metrics file {path}: {error.strerror}") from None
     if arguments.start_time_us is not None:
         import time
 
         startup = time.monotonic_ns() // 1000 - int(arguments.start_time_us)
         metrics.increment("api_server.process_startup_time_us", max(startup, 0))
+    return metrics
+
+
+def _install_reporter(outputs: Outputs) -> None:
+    from vmm import seccomp
+
+    def report(line: str) -> None:
+        logger = outputs.logger
+        logger.write_raw(logger.format("Error", line))
+        if logger.fd != 2:
+            logger.write_raw(f"vmm: {line}\n", fd=2)
+
+    seccomp.ViolationReporter(
+        seccomp.syscall_names(),
+        seccomp.current_thread_name,
+        report,
+        lambda: outputs.metrics.flush(),
+        lambda: outputs.metrics.increment("seccomp.num_faults"),
+    ).install()
+
+
+def _run(arguments: Arguments) -> int:
+    from vmm import builder, seccomp
+    from vmm.config import load_config
+    from vmm.threads import set_os_thread_name
+
+    set_os_thread_name("vmm")
+    config = load_config(Path(arguments.config_file)) if arguments.config_file else None
+    outputs = Outputs(_open_logger(arguments, config.logger if config else None), _open_metrics(arguments, config))
+    api_socket = None
+    if not arguments.no_api:
+        from vmm import api
+
+        api_socket = api.bind_socket(arguments.api_sock or DEFAULT_API_SOCK)
 
     filters = None
     if arguments.no_seccomp:
         sys.stderr.write("vmm: WARNING: --no-seccomp: per-thread seccomp filters are disabled (debugging only)\n")
     else:
-        filters = seccomp.compile_filters(
-            Path(arguments.seccomp_filter) if arguments.seccomp_filter else None, ["vmm", "vcpu"]
-        )
-
-        def report(line: str) -> None:
-            logger.write_raw(logger.format("Error", line))
-            if logger.fd != 2:
-                logger.write_raw(f"vmm: {line}\n", fd=2)
-
-        reporter = seccomp.ViolationReporter(
-            seccomp.syscall_names(),
-            seccomp.current_thread_name,
-            report,
-            metrics.flush,
-            lambda: metrics.increment("seccomp.num_faults"),
-        )
-        reporter.install()
+        categories = ["vmm", "vcpu"] + (["api"] if api_socket is not None else [])
+        filters = seccomp.compile_filters(Path(arguments.seccomp_filter) if arguments.seccomp_filter else None, categories)
+        _install_reporter(outputs)
 
     options = builder.VmmOptions(
         instance_id=arguments.instance_id or "anonymous-instance",
@@ -236,10 +275,70 @@ def _run(arguments: Arguments) -> int:
         test_devices=arguments.test_devices,
         filters=filters,
     )
+    if api_socket is None:
+        assert config is not None
+        return _build(config, options, outputs).run()
+    return _run_with_api(arguments, api_socket, config, options, outputs)
+
+
+def _build(config: VmConfig, options: VmmOptions, outputs: Outputs) -> Machine:
+    from vmm import builder
+    from vmm.errors import VmmError
+
     try:
-        machine = builder.build_machine(config, options, logger, metrics)
+        return builder.build_machine(config, options, outputs.logger, outputs.metrics)
     except VmmError:
         raise
     except OSError as error:
         raise VmmError(f"cannot build the VM: {error.strerror or error}") from None
+
+
+def _run_with_api(
+    arguments: Arguments,
+    api_socket: socket.socket,
+    config: VmConfig | None,
+    options: VmmOptions,
+    outputs: Outputs,
+) -> int:
+    """The API thread collects the configuration (unless a file gave it); the main thread
+    builds the VM when `InstanceStart` arrives, answering the API with the outcome."""
+    import json
+    import queue
+
+    from vmm import __version__, api
+    from vmm.config import parse_config
+    from vmm.errors import VmmError
+
+    requests: queue.SimpleQueue[tuple[dict[str, object], queue.SimpleQueue[str | None]]] = queue.SimpleQueue()
+
+    def start_instance(document: dict[str, object]) -> str | None:
+        answer: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        requests.put((document, answer))
+        return answer.get()
+
+    document = json.loads(Path(arguments.config_file).read_text()) if config is not None and arguments.config_file else None
+    state = api.ApiState(options.instance_id, __version__, document)
+    server = api.ApiServer(
+        api_socket,
+        state,
+        start_instance=start_instance,
+        flush_metrics=lambda: outputs.metrics.flush(),
+        filter_program=options.filters["api"] if options.filters is not None else None,
+    )
+    server.start()
+    machine = _build(config, options, outputs) if config is not None else None
+    while machine is None:
+        try:
+            pending, answer = requests.get(timeout=0.5)  # wakes for signal handlers too
+        except queue.Empty:
+            continue
+        try:
+            config = parse_config(pending)
+            outputs.logger = _open_logger(arguments, config.logger)
+            outputs.metrics = _open_metrics(arguments, config)
+            machine = _build(config, options, outputs)
+        except VmmError as error:
+            answer.put(str(error))
+            continue
+        answer.put(None)
     return machine.run()

@@ -130,3 +130,29 @@ def jailed_vmm_command(policy: Path) -> list[str]:
     """The VMM started the way the jailer hands off: the `jail` category installed
     process-wide, then execve of the interpreter running the VMM."""
     return [sys.executable, "-c", JAIL_LAUNCHER, str(policy), *VMM_COMMAND[1:]]
+
+
+def api_request(socket_path: Path, method: str, path: str, body: object = None) -> tuple[int, object]:
+    """One HTTP/1.1 request over the VMM's API socket: (status, decoded JSON or None)."""
+    import socket
+
+    payload = b"" if body is None else json.dumps(body).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(30)
+        client.connect(str(socket_path))
+        head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(payload)}\r\n\r\n"
+        client.sendall(head.encode() + payload)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = client.recv(4096)
+            if not chunk:
+                break
+            response += chunk
+        header, _, rest = response.partition(b"\r\n\r\n")
+        status = int(header.split(b" ")[1])
+        length = next(
+            (int(line.split(b":")[1]) for line in header.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
+        )
+        while len(rest) < length:
+            rest += client.recv(length - len(rest))
+    return status, json.loads(rest) if rest else None

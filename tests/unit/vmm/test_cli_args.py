@@ -20,8 +20,8 @@ def test_jailer_style_arguments() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--no-api"], "--config-file is required"),
-        (["--config-file", "c"], "the API server is not supported yet: pass --no-api"),
+        (["--no-api"], "--no-api needs --config-file"),
+        (["--no-api", "--api-sock", "s", "--config-file", "c"], "--api-sock and --no-api contradict"),
         (["--config-file"], "--config-file needs a value"),
         (["--config-file", "c", "--no-api", "--bogus"], "unknown argument '--bogus'"),
         (["--config-file", "c", "--no-api", "--start-time-us", "-1"], "must be a non-negative integer"),

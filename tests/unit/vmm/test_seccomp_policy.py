@@ -15,7 +15,7 @@ CLONE_THREAD_FLAGS = 0x3D0F00
 
 @pytest.fixture(scope="module")
 def programs() -> dict[str, bytes]:
-    return seccomp.compile_filters(None, ["vmm", "vcpu", "jail"])
+    return seccomp.compile_filters(None, ["vmm", "vcpu", "api", "jail"])
 
 
 def verdict(program: bytes, name: str, *args: int) -> int:
@@ -52,6 +52,11 @@ def verdict(program: bytes, name: str, *args: int) -> int:
         ("vmm", "socket", (2, 1, 0), False),
         ("vmm", "openat", (0, 0, 0), False),
         ("vmm", "clone3", (0, 88), False),
+        ("api", "accept4", (3, 0, 0, 0x80000), True),
+        ("api", "recvfrom", (4, 0, 4096, 0), True),
+        ("api", "ioctl", (5, KVM_RUN, 0), False),
+        ("api", "openat", (0, 0, 0), False),
+        ("api", "socket", (1, 1, 0), False),
         ("jail", "openat", (0, 0, 0), True),
         ("jail", "execve", (0, 0, 0), True),
         ("jail", "clone", (CLONE_THREAD_FLAGS,), True),
@@ -68,15 +73,24 @@ def test_shipped_policy_verdicts(programs: dict[str, bytes], category: str, call
     assert (verdict(programs[category], call, *args) == SECCOMP_RET_ALLOW) is allowed
 
 
-@pytest.mark.parametrize("call", ["mmap", "mprotect"])
-def test_jail_refuses_writable_executable_memory_softly(programs: dict[str, bytes], call: str) -> None:
-    """EPERM, not a kill: libffi then falls back to double-mapped closures."""
-    result = verdict(programs["jail"], call, 0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC)
-    assert result == 0x00050000  # SECCOMP_RET_ERRNO
+def test_writable_executable_memory(programs: dict[str, bytes]) -> None:
+    """Only the jail layer lets libffi's one W+X probe through; no thread category does."""
+    wx = (0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC)
+    assert verdict(programs["jail"], "mmap", *wx) == SECCOMP_RET_ALLOW
+    assert verdict(programs["jail"], "mprotect", *wx) == SECCOMP_RET_TRAP
+    for category in ("vmm", "vcpu", "api"):
+        assert verdict(programs[category], "mmap", *wx) == SECCOMP_RET_TRAP
+        assert verdict(programs[category], "mprotect", *wx) == SECCOMP_RET_TRAP
+
+
+def test_jail_sockets_are_unix_only(programs: dict[str, bytes]) -> None:
+    assert verdict(programs["jail"], "socket", 1, 0x80001, 0) == SECCOMP_RET_ALLOW
+    assert verdict(programs["jail"], "socket", 2, 1, 0) == SECCOMP_RET_TRAP
+    assert verdict(programs["jail"], "connect", 3, 0, 110) == 0x00050000  # EACCES for the nscd probe
 
 
 def test_thread_categories_trap_by_default(programs: dict[str, bytes]) -> None:
-    for category in ("vmm", "vcpu", "jail"):
+    for category in ("vmm", "vcpu", "api", "jail"):
         assert verdict(programs[category], "reboot", 0) == SECCOMP_RET_TRAP
 
 

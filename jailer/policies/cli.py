@@ -317,7 +317,11 @@ def _trace(args: argparse.Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise PolicyError("trace needs a command after --")
-    default = policy_parser.parse_action(json.loads(args.default_action) if args.default_action.startswith("{") else args.default_action, "--default-action")
+    try:
+        action_json = json.loads(args.default_action) if args.default_action.startswith("{") else args.default_action
+    except json.JSONDecodeError:
+        raise PolicyError(f"--default-action: not an action: {args.default_action!r}") from None
+    default = policy_parser.parse_action(action_json, "--default-action")
     result = trace.trace_command(command)
     policy = trace.policy_from_trace(result, default_action=default, union=args.union)
     Path(args.output).write_text(json.dumps(policy.to_json(), indent=2) + "\n")

@@ -9,6 +9,7 @@ with its syscall) and the field.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from jailer.policies import model
@@ -18,6 +19,7 @@ TYPE_CHECKING = False  # no typing import on the jailer's start-up path
 if TYPE_CHECKING:
     from typing import Any
 
+_SYSCALL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _CATEGORY_KEYS = {"default_action", "filter_action", "filter", "comment", "audit_acknowledged"}
 _RULE_KEYS = {"syscall", "args", "comment", "action"}
 _CONDITION_KEYS = {"index", "type", "op", "val", "comment"}
@@ -115,7 +117,7 @@ def _rule(body: Any, where: str) -> model.Rule:
     _check_keys(body, _RULE_KEYS, where)
     from jailer.policies import syscalls
 
-    if not syscalls.is_known(syscall):
+    if not _SYSCALL_NAME.fullmatch(syscall) or not syscalls.is_known(syscall):
         raise PolicyError(f"{where}: unknown syscall {syscall!r}")
     args_json = body.get("args", [])
     if not isinstance(args_json, list):

@@ -58,6 +58,8 @@ def _arg(**overrides: object) -> dict[str, object]:
         ({"vcpu": category([{"syscall": "read"}], default="allow")}, "equals the default action"),
         ({"vcpu": {**category([]), "filtre": []}}, "category 'vcpu': unknown key 'filtre'"),
         ({"vcpu": category([{"syscall": 3}])}, r"rule 1: 'syscall' must be a syscall name"),
+        ({"vcpu": category([{"syscall": "read\u0000x"}])}, r"unknown syscall 'read\\x00x'"),
+        ({"vcpu": category([{"syscall": "READ"}])}, r"unknown syscall 'READ'"),
         ({"vcpu": category([{"syscall": "read", "action": "maybe"}])}, r"rule 1 \(read\), action: unknown action"),
         ('{"vcpu": {}, "vcpu": {}}', "duplicate key 'vcpu'"),
         ({"vcpu": category("read")}, "'filter' must be a list of rules, not a string"),

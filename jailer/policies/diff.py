@@ -2,7 +2,8 @@
 
 Per syscall, a change is `added`/`removed` (it gained or lost all its rules), `widened` (new
 rule alternatives or a condition dropped: more calls get through), `narrowed` (the reverse) or
-`changed` (both at once). Category-level action changes are reported as well.
+`changed` (both at once). For rules that deny (a deny-list's errno rules) the direction is
+reversed: more deny rules let fewer calls through. Category-level action changes are reported.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def diff_categories(old: model.Category, new: model.Category) -> list[Change]:
                 kind = "narrowed"
             else:
                 kind = "widened" if gained and not lost else "narrowed" if lost and not gained else "changed"
+            if _denies(before) and _denies(after) and kind in _OPPOSITE:
+                kind = _OPPOSITE[kind]  # more deny rules let fewer calls through
             detail = "; ".join(
                 part for part in (f"+ {_render(gained)}" if gained else "", f"- {_render(lost)}" if lost else "") if part
             )
@@ -76,6 +79,14 @@ def _by_syscall(category: model.Category) -> dict[str, dict[RuleKey, tuple[str, 
         text = " && ".join(condition.describe() for condition in rule.args) or "always"
         result.setdefault(rule.syscall, {})[conditions] = (text, str(category.action_of(rule)))
     return result
+
+
+_OPPOSITE = {"widened": "narrowed", "narrowed": "widened"}
+
+
+def _denies(rules: dict[RuleKey, tuple[str, str]]) -> bool:
+    """Whether these rules stop the calls they match (a deny-list's rules)."""
+    return all(not action.startswith(("allow", "log", "trace")) for _, action in rules.values())
 
 
 def _unconditional(rules: dict[RuleKey, tuple[str, str]]) -> bool:

@@ -106,3 +106,20 @@ def test_dword_eq_exports_as_masked_eq_low_32() -> None:
 def test_oci_import_errors(profile: dict[str, object], message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         oci.import_profile(profile)
+
+
+def test_diff_direction_for_deny_rules(tmp_path: Path) -> None:
+    thread = {"index": 0, "type": "qword", "op": {"masked_eq": 0x10000000}, "val": 0x10000000}
+    old = [{"syscall": "clone", "args": [thread]}, {"syscall": "ptrace"}]
+    new = [{"syscall": "clone"}]
+    changes = _changes_deny(tmp_path, old, new)
+    assert changes == {"clone": "narrowed", "ptrace": "removed"}  # clone now always denied: fewer calls get through
+
+
+def _changes_deny(tmp_path: Path, old: list[dict[str, object]], new: list[dict[str, object]]) -> dict[str, str]:
+    def doc(rules: list[dict[str, object]]) -> dict[str, object]:
+        return {"t": category(rules, default="allow", on_match={"errno": 1})}
+
+    old_policy = policies.load_policy(write_policy(tmp_path, doc(old), "old.json"))
+    new_policy = policies.load_policy(write_policy(tmp_path, doc(new), "new.json"))
+    return {change.subject: change.kind for change in diff.diff_policies(old_policy, new_policy)}

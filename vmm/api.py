@@ -25,7 +25,7 @@ from vmm.errors import ConfigError, VmmError
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 NOT_AFTER_START = "The requested operation is not supported after starting the microVM."
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
 _PRE_BOOT_SECTIONS = {
     "/boot-source": "boot-source",
     "/machine-config": "machine-config",
@@ -170,6 +170,8 @@ class ApiServer(threading.Thread):
                 status, payload = self.handle(method, path, body)
             except ApiError as error:
                 status, payload = error.status, {"fault_message": str(error)}
+            except Exception as error:  # a bug must cost one request, not the API thread
+                status, payload = 500, {"fault_message": f"internal error: {type(error).__name__}: {error}"}
             try:
                 client.sendall(_response(status, payload))
             except OSError:

@@ -99,6 +99,8 @@ def emulate(program: bytes | list[Insn], data: SeccompData) -> Run:
         if cls in (LD, LDX):
             mode = insn.code & 0xE0
             if mode == MODE_ABS and cls == LD:
+                if insn.code & 0x18:
+                    raise PolicyError(f"instruction {pc}: only 32-bit loads of seccomp_data are allowed")
                 value = _load_word(packet, k, pc)
             elif mode == MODE_IMM:
                 value = k
@@ -248,6 +250,8 @@ def disassemble(program: bytes, arch: str = "x86_64") -> list[Line]:
             op = insn.code & 0xF0
             if op == JA:
                 text = f"goto {index + 1 + k:04d}"
+            elif op not in _JUMP_OPS:
+                text = f"invalid jump {insn.code:#06x}"
             else:
                 operand = "X" if insn.code & SRC_X else _constant(loaded, k, arch, arch_names)
                 true_target, false_target = index + 1 + insn.jt, index + 1 + insn.jf

@@ -120,16 +120,17 @@ import os, sys
 from jailer.policies import load_policy
 from jailer.policies.compiler import compile_category
 from jailer.policies.loader import install_filter
-program = compile_category(load_policy(sys.argv[1]), "jail", arch="x86_64")
+program = compile_category(load_policy(sys.argv[1]), sys.argv[2], arch="x86_64")
 install_filter(program, all_threads=True)
-os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+os.execv(sys.executable, [sys.executable, *sys.argv[3:]])
 """
 
 
-def jailed_vmm_command(policy: Path) -> list[str]:
-    """The VMM started the way the jailer hands off: the `jail` category installed
-    process-wide, then execve of the interpreter running the VMM."""
-    return [sys.executable, "-c", JAIL_LAUNCHER, str(policy), *VMM_COMMAND[1:]]
+def jailed_vmm_command(policy: Path, category: str = "jail") -> list[str]:
+    """The VMM started the way the jailer hands off: the outer category (`jail`, or
+    `jail-api` for a VMM serving the API) installed process-wide, then execve of the
+    interpreter running the VMM."""
+    return [sys.executable, "-c", JAIL_LAUNCHER, str(policy), category, *VMM_COMMAND[1:]]
 
 
 def api_request(socket_path: Path, method: str, path: str, body: object = None) -> tuple[int, object]:

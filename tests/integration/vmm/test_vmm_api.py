@@ -28,7 +28,7 @@ pytestmark = pytest.mark.kvm
 
 def start_vmm(tmp_path: Path, *args: str, jailed: bool = False) -> tuple[subprocess.Popen[bytes], Path]:
     socket_path = tmp_path / "api.sock"
-    prefix = jailed_vmm_command(shipped_policy_path("vmm")) if jailed else VMM_COMMAND
+    prefix = jailed_vmm_command(shipped_policy_path("vmm"), "jail-api") if jailed else VMM_COMMAND
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1"}
     process = subprocess.Popen(
         [*prefix, "--api-sock", str(socket_path), *args],

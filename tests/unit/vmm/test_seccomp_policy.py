@@ -15,7 +15,7 @@ CLONE_THREAD_FLAGS = 0x3D0F00
 
 @pytest.fixture(scope="module")
 def programs() -> dict[str, bytes]:
-    return seccomp.compile_filters(None, ["vmm", "vcpu", "api", "jail"])
+    return seccomp.compile_filters(None, ["vmm", "vcpu", "api", "jail", "jail-api"])
 
 
 def verdict(program: bytes, name: str, *args: int) -> int:
@@ -83,14 +83,18 @@ def test_writable_executable_memory(programs: dict[str, bytes]) -> None:
         assert verdict(programs[category], "mprotect", *wx) == SECCOMP_RET_TRAP
 
 
-def test_jail_sockets_are_unix_only(programs: dict[str, bytes]) -> None:
-    assert verdict(programs["jail"], "socket", 1, 0x80001, 0) == SECCOMP_RET_ALLOW
-    assert verdict(programs["jail"], "socket", 2, 1, 0) == SECCOMP_RET_TRAP
-    assert verdict(programs["jail"], "connect", 3, 0, 110) == 0x00050000  # EACCES for the nscd probe
+def test_jail_sockets(programs: dict[str, bytes]) -> None:
+    """`jail` answers every socket() with EACCES; `jail-api` allows Unix sockets only."""
+    assert verdict(programs["jail"], "socket", 1, 0x80001, 0) == 0x00050000
+    assert verdict(programs["jail"], "socket", 2, 1, 0) == 0x00050000
+    assert verdict(programs["jail"], "bind", 3, 0, 110) == SECCOMP_RET_TRAP
+    assert verdict(programs["jail-api"], "socket", 1, 0x80001, 0) == SECCOMP_RET_ALLOW
+    assert verdict(programs["jail-api"], "socket", 2, 1, 0) == SECCOMP_RET_TRAP
+    assert verdict(programs["jail-api"], "connect", 3, 0, 110) == 0x00050000  # EACCES for the nscd probe
 
 
 def test_thread_categories_trap_by_default(programs: dict[str, bytes]) -> None:
-    for category in ("vmm", "vcpu", "api", "jail"):
+    for category in ("vmm", "vcpu", "api", "jail", "jail-api"):
         assert verdict(programs[category], "reboot", 0) == SECCOMP_RET_TRAP
 
 

@@ -16,6 +16,14 @@ import pytest
 from support import FIRECRACKER_REFERENCE_DIR, is_root, kvm_unusable_reason
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--jailer", metavar="PATH", default=None,
+        help="security suite: audit another jailer with the Firecracker jailer's command line "
+             "(default: Stockade's jailer)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kvm_reason = kvm_unusable_reason()
     for item in items:

@@ -1,4 +1,5 @@
-"""The security suite's option (`--jailer PATH`), fixtures and end-of-run summary table."""
+"""The security suite's fixtures and end-of-run summary table (its `--jailer PATH` option is
+registered in the root conftest, so that `pytest tests` accepts it too)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,6 @@ from pathlib import Path
 import pytest
 
 from support.security import MODES, RESULTS_KEY, EscapeResult, build_probe, default_jailer
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--jailer", metavar="PATH", default=None,
-        help="audit another jailer with the Firecracker jailer's command line (default: Stockade's jailer)",
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

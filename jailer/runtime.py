@@ -33,9 +33,10 @@ Mount count: a source file is a file bind; each ``__pycache__`` directory holdin
 ``ctypes.util.find_library`` does NOT work in such a jail: it runs ``/sbin/ldconfig -p``, then
 ``gcc``/``cc`` and ``ld``, none of which exists there (each attempt also forks), so it returns
 None — and pyseccomp 0.1.2 then raises ``RuntimeError("Unable to find libseccomp")`` at import.
-The library itself is bound (found by soname), so ``dlopen("libseccomp.so.2")`` works: code
-importing pyseccomp in the jail must answer ``find_library("seccomp")`` with the soname first
-(as `vmm.seccomp` does) — binding ldconfig would need exec in the jail.
+The library itself is bound (found by soname), so ``dlopen("libseccomp.so.2")`` works, which
+is how the policy toolchain loads it (at import, so that this computation sees it mapped); code
+importing pyseccomp in a jail must answer ``find_library("seccomp")`` with the soname first —
+binding ldconfig would need exec in the jail.
 
 The result is cached (``$XDG_CACHE_HOME/stockade/python-runtime``, or ``~/.cache``), keyed
 by the interpreter, the modules and a fingerprint (sizes, mtimes) of every bound source,
@@ -54,7 +55,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-DEFAULT_MODULES = ("vmm", "jailer", "prctl", "pyseccomp")
+# What the jailed VMM imports: the VMM itself (its in-function imports reach the policy
+# compiler), the filter installer and python-prctl. Not the bare `jailer` package: that would
+# pull in every host-side module (the CLI, the demo, rootfs_builder's guest builder).
+DEFAULT_MODULES = ("vmm", "jailer.policies.loader", "prctl")
 _CACHE_FORMAT = 1
 
 # ELF constants (elf.h).

@@ -41,48 +41,12 @@ _HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_v
 _installed: list[ViolationReporter] = []
 
 
-class _SonameLookup:
-    """While active, ``ctypes.util.find_library("seccomp")`` answers with the soname.
-
-    The policy toolchain locates libseccomp with find_library, whose module imports
-    subprocess/tempfile (~35 ms) and which spawns ldconfig and gcc and writes temporary
-    files: none of that exists (or is allowed) inside the jail. dlopen finds the soname
-    by itself. A stand-in module is installed only when ctypes.util is not loaded yet.
-    """
-
-    def __enter__(self) -> None:
-        import ctypes
-        import sys
-        import types
-
-        self._installed = "ctypes.util" not in sys.modules
-        if self._installed:
-            stand_in = types.ModuleType("ctypes.util")
-            stand_in.find_library = lambda name: f"lib{name}.so.2" if name == "seccomp" else None  # type: ignore[attr-defined]
-            sys.modules["ctypes.util"] = stand_in
-            ctypes.util = stand_in  # type: ignore[attr-defined]
-
-    def __exit__(self, *_exc: object) -> None:
-        import ctypes
-        import sys
-
-        if self._installed:
-            del sys.modules["ctypes.util"]
-            del ctypes.util  # type: ignore[attr-defined]
-
-
 def compile_filters(policy_path: Path | None, categories: list[str]) -> dict[str, bytes]:
     """BPF programs for ``categories`` from ``policy_path`` (default: the shipped `vmm`).
 
     Also loads the installer here, so threads do no imports of their own before their filter.
     """
     import jailer.policies.loader  # noqa: F401
-
-    with _SonameLookup():
-        return _compile_filters(policy_path, categories)
-
-
-def _compile_filters(policy_path: Path | None, categories: list[str]) -> dict[str, bytes]:
     from jailer.policies import PolicyError, load_policy, shipped_policy_path
     from jailer.policies.compiler import compile_category
 

@@ -35,6 +35,22 @@ def _libseccomp() -> ctypes.CDLL:
     return library
 
 
+def _preload() -> None:
+    """Load libseccomp when this module is imported: every policy parse needs it right after,
+    and a library mapped at import is one `jailer.runtime` sees when it computes what the
+    jailed VMM needs (a lazy dlopen would leave it out of the jail). A missing library is
+    reported later, as a PolicyError, by the call that needs it."""
+    from jailer.policies.errors import PolicyError
+
+    try:
+        _libseccomp()
+    except PolicyError:
+        pass
+
+
+_preload()
+
+
 def check_arch(arch: str) -> int:
     from jailer.policies.errors import PolicyError
 

@@ -6,10 +6,11 @@
    `report` guest, 1 vCPU, 32 MiB). Median of --runs (default 20). The boot-timer moment is
    the wall-clock timestamp of the VMM's `Guest-boot-time` log line; the start is the host's
    wall clock just before the jailer is spawned (same clock, same host).
-2. Density: start N jailed VMs at once (each holds for a while after its boot-timer write so
-   that all N run together), require every one to reach the boot timer and exit cleanly
-   (i8042 reset, status 0); double N until something fails or --max-vms is reached, and
-   record where and why.
+2. Density: start N jailed VMs at once whose guests halt after their boot-timer write (a
+   halted vCPU sleeps in the kernel, so N VMs really are alive together without N busy
+   loops on 2 cores); require all N to be running past the boot timer at the same moment,
+   then stop every one with SIGTERM and require a clean exit (status 143); double N until
+   something fails or --max-vms is reached, and record where and why.
 
     .venv/bin/python benchmarks/jailed_vm.py [--runs 20] [--max-vms 64] [--out FILE]
 """
@@ -51,34 +52,62 @@ def one_start(guest: Path, base: Path, index: int) -> float:
     return (log_timestamp(result.boot_time_line) - started) * 1000
 
 
-def density(guest: Path, base: Path, count: int, hold: int) -> tuple[bool, str]:
+def density(guest: Path, base: Path, count: int, timeout: float) -> tuple[bool, str]:
+    """Start `count` jailed VMs whose guests halt (interrupts off, so a vCPU sleeps in the
+    kernel) right after their boot-timer write; succeed when all of them are running at the
+    same moment, past the boot timer, and each then stops cleanly on SIGTERM (status 143)."""
+    import signal
+    import threading
+
     vms = [
         JailedMicroVm(MicroVmSpec(jail_id=f"dens-{os.getpid()}-{count}-{index}", kernel=guest,
-                                  boot_args=f"hold={hold} finish=reset", chroot_base=base))
+                                  boot_args="finish=halt", chroot_base=base))
         for index in range(count)
     ]
+    booted = threading.Semaphore(0)
+    logs: dict[int, list[str]] = {index: [] for index in range(count)}
+
+    def follow(index: int, stream) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            logs[index].append(line)
+            if "Guest-boot-time" in line:
+                booted.release()
+
     try:
-        for vm in vms:
+        for index, vm in enumerate(vms):
             vm.start()
-        failures = []
+            threading.Thread(target=follow, args=(index, vm.process.stderr), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        for reached in range(count):
+            if not booted.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                ended = [vm for vm in vms if vm.process.poll() is not None]
+                detail = f"{vm_failure(ended[0], logs[vms.index(ended[0])])}" if ended else "timed out"
+                return False, f"only {reached} of {count} reached the boot timer ({len(ended)} ended early): {detail}"
+        alive = sum(1 for vm in vms if vm.process.poll() is None)
+        if alive != count:
+            return False, f"all {count} booted but only {alive} were still running together"
         for vm in vms:
-            result = vm.wait(timeout=600)
-            if result.returncode != 0 or result.boot_time_line is None:
-                last = (result.log.strip().splitlines() or ["(no log)"])[-1]
-                failures.append(f"{vm.spec.jail_id}: status {result.returncode}: {last}")
-        if failures:
-            return False, f"{len(failures)} of {count} failed; first: {failures[0]}"
-        return True, f"all {count} reached the boot timer and exited cleanly"
+            os.kill(vm.vmm_pid(), signal.SIGTERM)
+        statuses = [vm.process.wait(timeout=120) for vm in vms]
+        unclean = [status for status in statuses if status != 128 + signal.SIGTERM]
+        if unclean:
+            return False, f"all {count} ran together; {len(unclean)} did not stop cleanly (statuses {sorted(set(unclean))})"
+        return True, f"all {count} were running together past the boot timer, then stopped cleanly on SIGTERM"
     finally:
         for vm in vms:
             vm.close()
+
+
+def vm_failure(vm: JailedMicroVm, log: list[str]) -> str:
+    last = log[-1].strip() if log else "(nothing logged)"
+    return f"{vm.spec.jail_id}: status {vm.process.returncode}: {last}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--max-vms", type=int, default=64)
-    parser.add_argument("--hold", type=int, default=30000, help="PIO exits each VM spins after its boot timer")
+    parser.add_argument("--density-timeout", type=float, default=600, help="seconds for N VMs to reach the boot timer")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "jailed_vm.md")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stockade-bench-") as work:
@@ -92,7 +121,7 @@ def main() -> int:
         count = 1
         while count <= arguments.max_vms:
             started = time.monotonic()
-            ok, detail = density(guest, base, count, arguments.hold)
+            ok, detail = density(guest, base, count, arguments.density_timeout)
             elapsed = time.monotonic() - started
             density_rows.append((count, ok, detail, elapsed))
             print(f"{count} VMs at once: {'ok' if ok else 'FAILED'} in {elapsed:.1f} s: {detail}")

@@ -1,7 +1,7 @@
 /* The reporting guest: prints what the loader and ACPI told it, as key=value lines the
  * tests compare with what the VMM was configured with, then ends as the cmdline says:
- * finish=exit (default; exit_code=N through port 0xF4) or finish=reset (i8042), after hold=N
- * extra VM exits (default 0). */
+ * finish=exit (default; exit_code=N through port 0xF4), finish=reset (i8042) or finish=halt
+ * (sleeps until the VMM is stopped), after hold=N extra VM exits (default 0). */
 #include "guest.h"
 
 static const char *memory_type(u32 type)
@@ -72,5 +72,8 @@ void guest_main(struct boot_info *info)
     puts("guest: done\n");
     if (cmdline_is(info->cmdline, "finish", "reset"))
         i8042_reset();
+    if (cmdline_is(info->cmdline, "finish", "halt"))
+        for (;;)  /* interrupts stay off: the vCPU sleeps in the kernel until the VMM stops it */
+            __asm__ volatile("cli; hlt");
     exit_with((u8)cmdline_number(info->cmdline, "exit_code", 0));
 }

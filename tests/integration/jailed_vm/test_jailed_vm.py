@@ -216,3 +216,36 @@ def test_the_guest_exit_status_reaches_the_supervisor(launch, new_pid_ns: bool) 
     result = vm.wait()
     assert result.returncode == 5, (result.returncode, result.log)
     assert "guest: done" in result.serial
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of the whole process, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_an_idle_jailed_vm_stops_cleanly_on_sigterm_through_its_pid_file(launch) -> None:
+    """The operator's way to stop a jailed VM (Firecracker's kill-by-pid-file): the guest halts
+    after its boot-timer write, the VMM then sleeps (its CPU time stops growing), and SIGTERM
+    to the pid-file pid ends it cleanly with status 128 + SIGTERM."""
+    import signal
+    import time
+
+    vm = launch("report", "finish=halt", new_pid_ns=True)
+    vm.start()
+    pid = vm.vmm_pid()
+    vm.wait_for_threads(pid, ["vmm", "vcpu0"])
+    deadline = time.monotonic() + 60
+    before = cpu_ticks(pid)
+    while True:
+        time.sleep(0.5)
+        after = cpu_ticks(pid)
+        if after == before:
+            break
+        assert time.monotonic() < deadline, "the VMM never went idle after the guest halted"
+        before = after
+    os.kill(pid, signal.SIGTERM)
+    result = vm.wait()
+    assert result.returncode == 128 + signal.SIGTERM, result.log
+    assert "guest: done" in result.serial
+    assert BOOT_TIME_LINE.search(result.log)

@@ -11,9 +11,19 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from support import FIRECRACKER_REFERENCE_DIR, is_root, kvm_unusable_reason
+
+
+# CI replays the same examples on every run (a red CI must be reproducible); local runs keep
+# exploring new ones, which is how the libseccomp range-merge bug was found.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

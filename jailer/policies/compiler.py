@@ -82,11 +82,70 @@ def _compile(category: model.Category, arch: str, source: str) -> bytes:
         program = _export(library, context, where)
     finally:
         library.seccomp_release(context)
+    _refuse_mismerged_ranges(category, program, arch, audit_arch, where)
     if len(program) // SOCK_FILTER_SIZE > BPF_MAXINSNS:
         raise PolicyError(
             f"{where}: {len(program) // SOCK_FILTER_SIZE} instructions exceed the kernel's limit of {BPF_MAXINSNS}"
         )
     return program
+
+
+_ORDERED_OPS = frozenset({"lt", "le", "gt", "ge"})
+U64 = (1 << 64) - 1
+
+
+def _ranged_arguments(category: model.Category) -> dict[str, set[int]]:
+    """syscall -> argument indexes that two or more of its rules compare with lt/le/gt/ge."""
+    counts: dict[tuple[str, int], int] = {}
+    for rule in category.rules:
+        for condition in rule.args:
+            if condition.op in _ORDERED_OPS:
+                key = (rule.syscall, condition.index)
+                counts[key] = counts.get(key, 0) + 1
+    ranged: dict[str, set[int]] = {}
+    for (syscall, index), count in counts.items():
+        if count > 1:
+            ranged.setdefault(syscall, set()).add(index)
+    return ranged
+
+
+def _refuse_mismerged_ranges(category: model.Category, program: bytes, arch: str, audit_arch: int, where: str) -> None:
+    """Fail closed on libseccomp's 64-bit range merge bug (GHSA-4q85-33p6-j5g6, fixed in 2.6.1).
+
+    libseccomp before 2.6.1 can merge several ordered 64-bit comparisons on one argument into
+    a tree that accepts values no rule accepts (two rules `arg0 >= 0x100000001` and
+    `arg0 < 1` let `arg0 == 1` through), i.e. a silently weaker filter. Where a category has
+    that shape, its program is run in the BPF emulator on the boundary values of every such
+    comparison and must agree with the policy's own verdict; otherwise no program is emitted.
+    Categories without the shape (every shipped one) pay nothing for this check.
+    """
+    ranged = _ranged_arguments(category)
+    if not ranged:
+        return
+    from jailer.policies import bpf, probes
+
+    for syscall, indexes in ranged.items():
+        nr = syscalls.number(syscall, arch)
+        bases = [(0,) * 6] + [args for rule in category.rules if rule.syscall == syscall
+                              and (args := probes.matching_args(rule)) is not None]
+        for index in indexes:
+            values = {0, 1, 0xFFFFFFFF, 1 << 32, U64}
+            for rule in category.rules:
+                for condition in rule.args:
+                    if rule.syscall == syscall and condition.index == index:
+                        values.update((condition.val + delta) & U64 for delta in (-1, 0, 1))
+                        values.update(((condition.val >> 32 << 32) + delta) & U64 for delta in (-1, 0))
+            for base in bases:
+                for value in sorted(values):
+                    args = base[:index] + (value,) + base[index + 1:]
+                    expected, _ = category.decide(syscall, args)
+                    got = bpf.emulate(program, bpf.SeccompData(nr, arch=audit_arch, args=args)).action
+                    if got != expected:
+                        raise PolicyError(
+                            f"{where}: libseccomp compiled {syscall} wrongly: {syscall}{args} gets {got} but the "
+                            f"policy says {expected} (the 64-bit range merge bug GHSA-4q85-33p6-j5g6, fixed in "
+                            "libseccomp 2.6.1); upgrade libseccomp or express these ranges with masked_eq/eq rules"
+                        )
 
 
 def _libseccomp_comparison(condition: model.Condition) -> tuple[int, int, int]:

@@ -42,7 +42,8 @@ def log_timestamp(line: str) -> float:
 
 def one_start(guest: Path, base: Path, index: int) -> float:
     spec = MicroVmSpec(jail_id=f"bench-{os.getpid()}-{index}", kernel=guest, boot_args="finish=reset",
-                       chroot_base=base, cgroups=("cpu.shares=512",), new_pid_ns=True)
+                       chroot_base=base, cgroups=("cpu.shares=512",), parent_cgroup=f"stockade-bench-{os.getpid()}",
+                       new_pid_ns=True)
     with JailedMicroVm(spec) as vm:
         started = time.time()
         vm.start()
@@ -52,7 +53,7 @@ def one_start(guest: Path, base: Path, index: int) -> float:
     return (log_timestamp(result.boot_time_line) - started) * 1000
 
 
-def density(guest: Path, base: Path, count: int, timeout: float) -> tuple[bool, str]:
+def density(guest: Path, base: Path, count: int, timeout: float, parent_cgroup: str) -> tuple[bool, str]:
     """Start `count` jailed VMs whose guests halt (interrupts off, so a vCPU sleeps in the
     kernel) right after their boot-timer write; succeed when all of them are running at the
     same moment, past the boot timer, and each then stops cleanly on SIGTERM (status 143)."""
@@ -61,7 +62,8 @@ def density(guest: Path, base: Path, count: int, timeout: float) -> tuple[bool, 
 
     vms = [
         JailedMicroVm(MicroVmSpec(jail_id=f"dens-{os.getpid()}-{count}-{index}", kernel=guest,
-                                  boot_args="finish=halt", chroot_base=base))
+                                  boot_args="finish=halt", chroot_base=base,
+                                  cgroups=("memory.limit_in_bytes=268435456",), parent_cgroup=parent_cgroup))
         for index in range(count)
     ]
     booted = threading.Semaphore(0)
@@ -103,10 +105,45 @@ def vm_failure(vm: JailedMicroVm, log: list[str]) -> str:
     return f"{vm.spec.jail_id}: status {vm.process.returncode}: {last}"
 
 
+class MemoryCeiling:
+    """A hierarchical v1 memory cgroup that every density VM is jailed under (the jailer's
+    `--parent-cgroup`), so that when N VMs no longer fit, the OOM killer picks among them and
+    never among the host's other processes (this supervisor included)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.name = f"stockade-bench-{os.getpid()}"
+        self.path = Path("/sys/fs/cgroup/memory") / self.name
+        self.limit = limit_bytes
+
+    def __enter__(self) -> MemoryCeiling:
+        self.path.mkdir()
+        (self.path / "memory.use_hierarchy").write_text("1")
+        (self.path / "memory.limit_in_bytes").write_text(str(self.limit))
+        # An empty child keeps the parent alive while jailed VMs come and go (closing a VM
+        # removes its parent cgroup once that is empty).
+        (self.path / "keep").mkdir()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for child in sorted(self.path.iterdir(), reverse=True):
+            if child.is_dir():
+                child.rmdir()
+        self.path.rmdir()
+
+    def oom_kills(self) -> int:
+        for line in (self.path / "memory.oom_control").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--max-vms", type=int, default=64)
+    parser.add_argument("--start-vms", type=int, default=1, help="first N of the doubling")
+    parser.add_argument("--memory-ceiling-gib", type=float, default=20.0,
+                        help="memory cgroup limit for the density steps (the host keeps the rest)")
     parser.add_argument("--density-timeout", type=float, default=600, help="seconds for N VMs to reach the boot timer")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "jailed_vm.md")
     arguments = parser.parse_args()
@@ -118,16 +155,21 @@ def main() -> int:
         print(f"jailer start -> boot timer: median {median:.1f} ms over {len(times)} runs "
               f"(min {min(times):.1f}, max {max(times):.1f})")
         density_rows = []
-        count = 1
-        while count <= arguments.max_vms:
-            started = time.monotonic()
-            ok, detail = density(guest, base, count, arguments.density_timeout)
-            elapsed = time.monotonic() - started
-            density_rows.append((count, ok, detail, elapsed))
-            print(f"{count} VMs at once: {'ok' if ok else 'FAILED'} in {elapsed:.1f} s: {detail}")
-            if not ok:
-                break
-            count *= 2
+        count = arguments.start_vms
+        with MemoryCeiling(int(arguments.memory_ceiling_gib * (1 << 30))) as ceiling:
+            while count <= arguments.max_vms:
+                started = time.monotonic()
+                kills_before = ceiling.oom_kills()
+                ok, detail = density(guest, base, count, arguments.density_timeout, ceiling.name)
+                elapsed = time.monotonic() - started
+                kills = ceiling.oom_kills() - kills_before
+                if kills:
+                    detail += f"; the memory cgroup ({arguments.memory_ceiling_gib:g} GiB) OOM-killed {kills} process(es)"
+                density_rows.append((count, ok, detail, elapsed))
+                print(f"{count} VMs at once: {'ok' if ok else 'FAILED'} in {elapsed:.1f} s: {detail}")
+                if not ok:
+                    break
+                count *= 2
     lines = [
         "## Jailed microVM (jailer start -> guest boot timer; VMs at once)",
         "",

@@ -37,20 +37,11 @@ import os
 
 from jailer.cgroup_mounts import CgroupMounts, Hierarchy
 from jailer.errors import ErrorKind, JailerError, os_error_text
+from jailer.validation import has_root_cur_or_parent_component, parse_cgroup_version_text, validate_parent_cgroup_path
 
 V1_ATTACH_FILE = "tasks"
 V2_ATTACH_FILE = "cgroup.procs"
 SUBTREE_CONTROL = "cgroup.subtree_control"
-
-
-def _has_root_cur_or_parent_component(path: str) -> bool:
-    """Whether Rust's `Path::components()` yields RootDir, CurDir or ParentDir for `path`.
-
-    Rust drops interior `.` components and empty ones from repeated or trailing `/`, but
-    keeps a leading `.` as CurDir.
-    """
-    parts = path.split("/")
-    return path.startswith("/") or parts[0] == "." or ".." in parts
 
 
 def _normal_components(path: str) -> list[str]:
@@ -58,19 +49,13 @@ def _normal_components(path: str) -> list[str]:
 
 
 def validate_parent_cgroup(path: str) -> str:
-    """Step 6: reject an absolute path, any `..` or a leading `.`; return the normalised path
-    (`a/./b//` → `a/b`)."""
-    if _has_root_cur_or_parent_component(path):
-        raise JailerError(ErrorKind.CGROUP_INVALID_PARENT_PATH)
-    return "/".join(_normal_components(path))
+    """Step 6 (`jailer.validation`'s check); returns the normalised path (`a/./b//` → `a/b`)."""
+    return "/".join(_normal_components(validate_parent_cgroup_path(path)))
 
 
 def parse_cgroup_version(text: str) -> int:
     """Step 7: Rust's `parse::<u8>()` (an optional `+`, ASCII digits, at most 255)."""
-    digits = text[1:] if text.startswith("+") else text
-    if not digits or not all("0" <= char <= "9" for char in digits) or int(digits) > 255:
-        raise JailerError(ErrorKind.CGROUP_INVALID_VERSION, value=text)
-    return int(digits)
+    return parse_cgroup_version_text(text)
 
 
 def _write_once(path: str, text: str) -> None:
@@ -162,7 +147,7 @@ def parse_cgroup_value(argument: str) -> tuple[str, str, str]:
     if len(parts) != 2 or not parts[1]:
         raise JailerError(ErrorKind.CGROUP_FORMAT, value=argument)
     file, value = parts
-    if _has_root_cur_or_parent_component(file):
+    if has_root_cur_or_parent_component(file):
         raise JailerError(ErrorKind.CGROUP_INVALID_FILE, value=argument)
     controller, dot, _ = file.partition(".")
     if not dot:

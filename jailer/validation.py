@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import PurePosixPath
 
 from jailer.args import ParsedArgs
 from jailer.errors import ErrorKind, JailerError, os_error_text
@@ -141,13 +140,19 @@ def parse_id_value(text: str, kind: ErrorKind) -> int:
     return value
 
 
-def validate_parent_cgroup_path(path: str) -> str:
-    """Reject what Rust's `Path::components()` reports as RootDir, CurDir or ParentDir.
+def has_root_cur_or_parent_component(path: str) -> bool:
+    """Whether Rust's `Path::components()` yields RootDir, CurDir or ParentDir for `path`.
 
-    Rust drops interior `.` components (so `a/./b` passes) but keeps a leading `./`.
+    Rust drops interior `.` components and empty ones from repeated or trailing `/`, but
+    keeps a leading `.` as CurDir. (Also the check of `--cgroup` file names.)
     """
     parts = path.split("/")
-    if path.startswith("/") or parts[0] == "." or ".." in parts:
+    return path.startswith("/") or parts[0] == "." or ".." in parts
+
+
+def validate_parent_cgroup_path(path: str) -> str:
+    """Step 6: reject an absolute parent cgroup, any `..` or a leading `./`."""
+    if has_root_cur_or_parent_component(path):
         raise JailerError(ErrorKind.CGROUP_INVALID_PARENT_PATH)
     return path
 

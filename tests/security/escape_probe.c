@@ -60,6 +60,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include "../support/json_string.h"
 
 extern char **environ;
 
@@ -99,18 +100,6 @@ static int report_fd = 1;
 static int argc_params;
 static char **params;
 
-static void json_string(FILE *out, const char *s) {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
-    }
-    fputc('"', out);
-}
 
 /* One JSON line, written with a single write(2) so a report is never torn. */
 static void emit(const char *outcome, const char *step, int err, int sig, const char *details) {
@@ -118,15 +107,15 @@ static void emit(const char *outcome, const char *step, int err, int sig, const 
     size_t size = 0;
     FILE *out = open_memstream(&buffer, &size);
     fputs("{\"technique\":", out);
-    json_string(out, technique_name);
+    json_string_to(out, technique_name);
     fputs(",\"outcome\":", out);
-    json_string(out, outcome);
+    json_string_to(out, outcome);
     fputs(",\"step\":", out);
-    json_string(out, step ? step : "");
+    json_string_to(out, step ? step : "");
     if (err) {
         const char *name = strerrorname_np(err);
         fputs(",\"errno\":", out);
-        json_string(out, name ? name : "E?");
+        json_string_to(out, name ? name : "E?");
         fprintf(out, ",\"errno_number\":%d", err);
     }
     if (sig) {
@@ -134,11 +123,11 @@ static void emit(const char *outcome, const char *step, int err, int sig, const 
         char full[32];
         snprintf(full, sizeof full, "SIG%s", name ? name : "?");
         fputs(",\"signal\":", out);
-        json_string(out, full);
+        json_string_to(out, full);
         fprintf(out, ",\"signal_number\":%d", sig);
     }
     fputs(",\"details\":", out);
-    json_string(out, details ? details : "");
+    json_string_to(out, details ? details : "");
     fputs("}\n", out);
     fclose(out);
     if (write(report_fd, buffer, size) < 0)

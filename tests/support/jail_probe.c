@@ -30,6 +30,7 @@
 #include <sys/un.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include "json_string.h"
 
 extern char **environ;
 
@@ -47,16 +48,7 @@ extern char **environ;
 static FILE *out;
 
 static void json_string(const char *s) {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20 || *p >= 0x7f)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
-    }
-    fputc('"', out);
+    json_string_to(out, s);
 }
 
 static void key(const char *name) {

@@ -354,11 +354,13 @@ class CgroupPlan:
             self.attachments.append(Attachment(pid, cgroup.location, cgroup.attach_file, origin_dir))
             writer.attach(pid)
 
-    def undo(self) -> None:
+    def undo(self, also_move: tuple[int, ...] = ()) -> None:
         """Move this run's process(es) back where they were and remove the directories this run
-        created, deepest first. Idempotent; raises (after trying everything) if any remain."""
+        created, deepest first. `also_move`: processes that joined through inheritance (the
+        failing jailed child, when the janitor undoes a run). Idempotent; raises (after trying
+        everything) if any remain."""
         failures: list[tuple[str, str]] = []
-        own_pids = {os.getpid()}
+        own_pids = {os.getpid(), *also_move}
         for attachment in reversed(self.attachments):
             failure = self._move_back(attachment, own_pids | {attachment.pid})
             if failure is not None:

@@ -89,13 +89,11 @@ class JailRun:
             join_netns(config.netns)
         resource_limits.install_limits(config.resource_limits)
         if config.cgroup_plan is not None:
-            from jailer.cgroup_return import CgroupMembership
-
-            # Undo runs newest first: leave the jail's cgroups, then remove them.
-            self.undo.add("cgroups", config.cgroup_plan.undo)
-            membership = CgroupMembership.of_this_process()
-            self.undo.add("cgroup membership", lambda: membership.rejoin(self.failing_pid))
-            config.cgroup_plan.apply(os.getpid())
+            plan = config.cgroup_plan
+            # Leaves the jail's cgroups (this process, and the failing child when the janitor
+            # undoes the run), then removes them.
+            self.undo.add("cgroups", lambda: plan.undo(also_move=(self.failing_pid,) if self.failing_pid else ()))
+            plan.apply(os.getpid())
         dev_null = None
         if config.daemonize:
             from jailer.daemonize import open_dev_null

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 # compiler), the filter installer and python-prctl. Not the bare `jailer` package: that would
 # pull in every host-side module (the CLI, the demo, rootfs_builder's guest builder).
 DEFAULT_MODULES = ("vmm", "jailer.policies.loader", "prctl")
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 # ELF constants (elf.h).
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
@@ -542,16 +542,15 @@ def _add_ldconfig(plan: _Plan) -> None:
 
 
 def _add_pth_files(plan: _Plan, site_dir: str) -> None:
-    """The ``.pth`` files site runs at start-up (those with an ``import`` line, such as the
-    editable-install finder's), so start-up in the jail does what it does on the host."""
+    """Every ``.pth`` file site reads at start-up: ``import`` lines (setuptools' distutils shim,
+    an editable-install finder) and path lines (a compat editable install names the project
+    root, whose package directories are bound as own dirs), so ``sys.path`` and start-up in
+    the jail are what they are on the host."""
     if not os.path.isdir(site_dir):
         return
     for entry in sorted(os.listdir(site_dir)):
-        if entry.endswith(".pth"):
-            path = os.path.join(site_dir, entry)
-            with open(path, errors="replace") as stream:
-                if any(line.startswith(("import ", "import\t")) for line in stream):
-                    plan.file(path)
+        if entry.endswith(".pth") and not entry.startswith("."):
+            plan.file(os.path.join(site_dir, entry))
 
 
 def _cache_file(key: str) -> Path:

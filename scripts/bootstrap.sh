@@ -13,6 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 STAMP="$VENV/.stockade-installed"
+INSTALL_MODE="editable-compat"
 
 APT_PACKAGES=(
     libseccomp2 libseccomp-dev libcap-dev gcc libc6-dev make python3 python3-venv python3-dev
@@ -47,9 +48,11 @@ install_apt_packages() {
 }
 
 pick_python() {
-    # The venv is built on the host's python3; any 3.11+ interpreter will do.
-    local py
-    py="$(command -v python3)"
+    # The distribution's interpreter (apt's python3): it links libpython statically, so it
+    # starts ~5 ms sooner and keeps ~4 MiB less private memory per process than a build with
+    # a shared libpython (pyenv's, say). Both matter: every jailer and VMM is a fresh process.
+    local py=/usr/bin/python3
+    [ -x "$py" ] || py="$(command -v python3)"
     "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
         log "python3 >= 3.11 is required, found $("$py" --version 2>&1)"
         exit 1
@@ -57,20 +60,40 @@ pick_python() {
     echo "$py"
 }
 
+venv_base_matches() {
+    # A venv made from another interpreter (an older checkout's choice) is rebuilt.
+    local want
+    want="$(readlink -f "$1")"
+    [ "$(readlink -f "$VENV/bin/python")" = "$want" ]
+}
+
 install_venv() {
+    local python
+    python="$(pick_python)"
+    if [ -x "$VENV/bin/python" ] && ! venv_base_matches "$python"; then
+        log "venv: $VENV was made from another interpreter, rebuilding it on $python"
+        rm -rf "$VENV"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
         log "venv: creating $VENV"
-        "$(pick_python)" -m venv "$VENV"
+        "$python" -m venv "$VENV"
     fi
-    if [ -f "$STAMP" ] && [ "$STAMP" -nt "$ROOT/pyproject.toml" ]; then
+    if [ -f "$STAMP" ] && [ "$STAMP" -nt "$ROOT/pyproject.toml" ] && [ "$(cat "$STAMP")" = "$INSTALL_MODE" ]; then
         log "venv: up to date"
         return
     fi
-    log "venv: installing stockade (editable) with test dependencies"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" 2>&1 \
+    log "venv: installing stockade (editable, $INSTALL_MODE) with test dependencies"
+    # compat mode puts the project root on sys.path through a .pth line instead of an import
+    # hook (setuptools' default finder costs ~25 ms at every interpreter start). It cannot map
+    # rootfs-builder/rootfs_builder, so that directory gets its own .pth line.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        --config-settings editable_mode=compat -e "$ROOT[test]" 2>&1 \
         | grep -v "^WARNING: Location" >&2 || true
+    local site
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+    printf '%s\n' "$ROOT/rootfs-builder" >"$site/stockade-rootfs-builder.pth"
     "$VENV/bin/python" -c 'import jailer, vmm, rootfs_builder, prctl, pyseccomp, cgroupspy, pyroute2, pytest, hypothesis, pytest_timeout'
-    touch "$STAMP"
+    printf '%s' "$INSTALL_MODE" >"$STAMP"
 }
 
 compile_bytecode() {

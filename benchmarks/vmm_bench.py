@@ -135,6 +135,9 @@ class Ours:
         self.workdir = workdir
         self.flags = ["--boot-timer"] + ([] if seccomp else ["--no-seccomp"])
 
+    def base_command(self) -> list[str]:
+        return vmm_base_command()
+
     def run(self, kernel: Path, cmdline: str = "", *, sample_memory: bool = False) -> Run:
         config = self.workdir / "vm.json"
         config.write_text(json.dumps({
@@ -143,8 +146,26 @@ class Ours:
         }))
         log = self.workdir / "vmm.log"
         log.unlink(missing_ok=True)
-        command = [*vmm_base_command(), "--config-file", str(config), "--no-api", "--log-path", str(log), "--level", "Info", *self.flags]
+        command = [*self.base_command(), "--config-file", str(config), "--no-api", "--log-path", str(log), "--level", "Info", *self.flags]
         return run_process(command, sample_memory=sample_memory, log_path=log)
+
+
+class OursViaLauncher(Ours):
+    """The same VMM started the way the jail starts it: `jailer.microvm`'s two-line launcher
+    (`python -IB`), without the console-script wrapper that pip generates (which imports `re`)."""
+
+    name = "Stockade `vmm` via the jail's launcher"
+
+    def __init__(self, workdir: Path, *, seccomp: bool) -> None:
+        super().__init__(workdir, seccomp=seccomp)
+        from jailer.microvm import launcher_text
+
+        self.launcher = workdir / "vmm-launcher"
+        self.launcher.write_text(launcher_text())
+        self.launcher.chmod(0o755)
+
+    def base_command(self) -> list[str]:
+        return [str(self.launcher)]
 
 
 class Qemu:
@@ -190,17 +211,21 @@ def main() -> int:
     pioloop = build_guest("pioloop", "pvh")
     with tempfile.TemporaryDirectory(prefix="vmm-bench-") as workdir:
         ours, qemu = Ours(Path(workdir), seccomp=not args.no_seccomp), Qemu()
+        via_launcher = OursViaLauncher(Path(workdir), seccomp=not args.no_seccomp)
         peers = [ours, qemu]
-        startup: dict[str, list[int]] = {peer.name: [] for peer in peers}
+        startup: dict[str, list[int]] = {peer.name: [] for peer in [*peers, via_launcher]}
         to_boot_timer: list[int] = []
         guest_boot_time: list[int] = []
+        bare_interpreter: list[int] = []
         for round_index in range(args.runs):
-            for peer in peers if round_index % 2 == 0 else peers[::-1]:
+            order = [ours, qemu, via_launcher]
+            for peer in order if round_index % 2 == 0 else order[::-1]:
                 run = check(peer.run(minimal), 1, f"{peer.name} (minimal guest)")
                 startup[peer.name].append(run.wall_us)
                 if peer is ours and (timing := boot_timer_from_log(run)):
                     to_boot_timer.append(timing[0])
                     guest_boot_time.append(timing[1])
+            bare_interpreter.append(run_process([sys.executable, "-I", "-S", "-c", "pass"]).wall_us)
 
         low, high = args.pio_counts
         rates: dict[str, list[float]] = {peer.name: [] for peer in peers}
@@ -228,13 +253,16 @@ def main() -> int:
         f"| {ours.name}: process start -> exit | {stats(startup[ours.name])} |",
         f"| {qemu.name}: process start -> exit | {stats(startup[qemu.name])} |",
     ]
+    lines.append(f"| {via_launcher.name}: process start -> exit | {stats(startup[via_launcher.name])} |")
+    lines.append(f"| floor: `python -I -S -c pass` (whole process, not a peer) | {stats(bare_interpreter)} |")
     if to_boot_timer:
         lines.append(f"| {ours.name}: process start -> boot-timer write (log timestamp) | {stats(to_boot_timer)} |")
         lines.append(f"| {ours.name}: `Guest-boot-time` (from VM build start) | {stats(guest_boot_time)} |")
     ratio = ours_median / qemu_median
     lines += [
         "",
-        f"Start-up ratio ours/QEMU (start -> exit, median): **{ratio:.2f}x** — target <= 0.5x: {'met' if ratio <= 0.5 else 'missed'}.",
+        f"Start-up ratio ours/QEMU (start -> exit, median): **{ratio:.2f}x** — target <= 0.5x: {'met' if ratio <= 0.5 else 'missed'}"
+        f" (started as the jail starts it: {statistics.median(startup[via_launcher.name]) / qemu_median:.2f}x).",
         "",
         f"### Memory (PIO-loop guest running, max over {sum(len(v) for v in memory.values())} samples; guest RAM mapping excluded)",
         "",

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import jailer
 from jailer.microvm import JailedMicroVm, MicroVmSpec, VMM_EXEC_NAME
 from support.guests import build_guest
 
@@ -122,8 +124,18 @@ def test_the_vmm_sees_only_what_was_bound_into_the_jail(launch) -> None:
     vm.wait_for_threads(pid, ["vmm", "vcpu0"])
     root = Path(f"/proc/{pid}/root")
     top_level = {entry.name for entry in root.iterdir()}
+    # The runtime binds our packages and the venv at their host paths, so their ancestors exist
+    # in the jail (a clone under /tmp shows /tmp): each such directory holds only that path.
+    bound_paths = [Path(jailer.__file__).resolve().parent.parent, Path(sys.prefix)]
+    ancestors = {ancestor for path in bound_paths for ancestor in path.parents if ancestor != Path("/")}
+    ancestors -= {ancestor for ancestor in ancestors if any(ancestor.is_relative_to(path) for path in bound_paths)}
     for absent in ("proc", "sys", "etc", "home", "tmp", "var", "boot", "srv"):
-        assert absent not in top_level, f"/{absent} is visible inside the jail: {sorted(top_level)}"
+        if Path("/", absent) not in ancestors:
+            assert absent not in top_level, f"/{absent} is visible inside the jail: {sorted(top_level)}"
+    for ancestor in ancestors:
+        allowed = {path.relative_to(ancestor).parts[0] for path in bound_paths if path.is_relative_to(ancestor)}
+        seen = {entry.name for entry in (root / ancestor.relative_to("/")).iterdir()}
+        assert seen <= allowed, f"{ancestor} shows more than the paths bound under it: {sorted(seen)}"
     assert {"dev", "run", "vm", VMM_EXEC_NAME, f"{VMM_EXEC_NAME}.pid"} <= top_level
     assert sorted(entry.name for entry in (root / "dev").iterdir()) == ["kvm", "net", "urandom", "userfaultfd"]
     assert sorted(entry.name for entry in (root / "vm").iterdir()) == ["pioloop.pvh.elf", "vm.json", VMM_EXEC_NAME]

@@ -4,16 +4,18 @@ Firecracker-compatible where it applies: `vmm --config-file FILE --no-api` boots
 Firecracker-format JSON and accepts the options the Firecracker jailer passes on.
 Errors are one line on stderr and Firecracker's exit codes (152 bad configuration, 153
 bad arguments, 148 seccomp violation, 1 other failures).
+
+Start-up time and private memory are product targets, so this module and everything the
+`--no-api` start path imports avoid dataclasses, pathlib and typing at run time (plain
+classes with ``__slots__``, type-only imports under ``TYPE_CHECKING``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
 if TYPE_CHECKING:
     import socket
 
@@ -80,26 +82,50 @@ class ArgumentError(Exception):
     pass
 
 
-@dataclass
 class Arguments:
-    config_file: str | None = None
-    instance_id: str | None = None
-    log_path: str | None = None
-    level: str | None = None
-    metrics_path: str | None = None
-    seccomp_filter: str | None = None
-    start_time_us: str | None = None
-    start_time_cpu_us: str | None = None
-    parent_cpu_time_us: str | None = None
-    api_sock: str | None = None
-    no_api: bool = False
-    boot_timer: bool = False
-    no_seccomp: bool = False
-    test_devices: bool = False
-    show_level: bool = False
-    show_log_origin: bool = False
-    help: bool = False
-    version: bool = False
+    """The parsed command line: every value option (a string or None) and flag (a bool)."""
+
+    __slots__ = (*_VALUE_OPTIONS.values(), *_FLAGS.values(), "help", "version")
+
+    def __init__(
+        self,
+        config_file: str | None = None,
+        instance_id: str | None = None,
+        log_path: str | None = None,
+        level: str | None = None,
+        metrics_path: str | None = None,
+        seccomp_filter: str | None = None,
+        start_time_us: str | None = None,
+        start_time_cpu_us: str | None = None,
+        parent_cpu_time_us: str | None = None,
+        api_sock: str | None = None,
+        no_api: bool = False,
+        boot_timer: bool = False,
+        no_seccomp: bool = False,
+        test_devices: bool = False,
+        show_level: bool = False,
+        show_log_origin: bool = False,
+        help: bool = False,
+        version: bool = False,
+    ) -> None:
+        self.config_file = config_file
+        self.instance_id = instance_id
+        self.log_path = log_path
+        self.level = level
+        self.metrics_path = metrics_path
+        self.seccomp_filter = seccomp_filter
+        self.start_time_us = start_time_us
+        self.start_time_cpu_us = start_time_cpu_us
+        self.parent_cpu_time_us = parent_cpu_time_us
+        self.api_sock = api_sock
+        self.no_api = no_api
+        self.boot_timer = boot_timer
+        self.no_seccomp = no_seccomp
+        self.test_devices = test_devices
+        self.show_level = show_level
+        self.show_log_origin = show_log_origin
+        self.help = help
+        self.version = version
 
 
 def parse_arguments(argv: list[str]) -> Arguments:
@@ -187,13 +213,15 @@ def main(argv: list[str] | None = None) -> int:
 DEFAULT_API_SOCK = "/run/firecracker.socket"
 
 
-@dataclass
 class Outputs:
     """The log and metrics sinks; replaced once the configuration is known (it may name
     them), which is why the violation reporter reads them through this holder."""
 
-    logger: Logger
-    metrics: Metrics
+    __slots__ = ("logger", "metrics")
+
+    def __init__(self, logger: Logger, metrics: Metrics) -> None:
+        self.logger = logger
+        self.metrics = metrics
 
 
 def _open_logger(arguments: Arguments, config_logger: LoggerConfig | None) -> Logger:
@@ -248,12 +276,12 @@ def _install_reporter(outputs: Outputs) -> None:
 
 
 def _run(arguments: Arguments) -> int:
-    from vmm import builder, seccomp
+    from vmm import builder
     from vmm.config import load_config
     from vmm.threads import set_os_thread_name
 
     set_os_thread_name("vmm")
-    config = load_config(Path(arguments.config_file)) if arguments.config_file else None
+    config = load_config(arguments.config_file) if arguments.config_file else None
     outputs = Outputs(_open_logger(arguments, config.logger if config else None), _open_metrics(arguments, config))
     api_socket = None
     if not arguments.no_api:
@@ -265,8 +293,15 @@ def _run(arguments: Arguments) -> int:
     if arguments.no_seccomp:
         sys.stderr.write("vmm: WARNING: --no-seccomp: per-thread seccomp filters are disabled (debugging only)\n")
     else:
+        from vmm import seccomp
+
+        policy_path = None
+        if arguments.seccomp_filter:
+            from pathlib import Path
+
+            policy_path = Path(arguments.seccomp_filter)
         categories = ["vmm", "vcpu"] + (["api"] if api_socket is not None else [])
-        filters = seccomp.compile_filters(Path(arguments.seccomp_filter) if arguments.seccomp_filter else None, categories)
+        filters = seccomp.compile_filters(policy_path, categories)
         _install_reporter(outputs)
 
     options = builder.VmmOptions(
@@ -316,7 +351,10 @@ def _run_with_api(
         requests.put((document, answer))
         return answer.get()
 
-    document = json.loads(Path(arguments.config_file).read_text()) if config is not None and arguments.config_file else None
+    document = None
+    if config is not None and arguments.config_file:
+        with open(arguments.config_file) as stream:
+            document = json.loads(stream.read())
     state = api.ApiState(options.instance_id, __version__, document)
     server = api.ApiServer(
         api_socket,

@@ -1,19 +1,29 @@
-"""Firecracker-format VM configuration (the `--config-file` JSON) → dataclasses.
+"""Firecracker-format VM configuration (the `--config-file` JSON) → plain value classes.
 
 Two steps: `parse_config` checks structure and types (pure, so the reference
 `vm_config.json` parses anywhere); `check_resources` checks the config against this host
 (files exist, vCPU count within KVM's maximum, memory within host RAM). Every problem is
 one `ConfigError` line naming the field.
+
+This module is on the VMM's start-up path, and start-up time and private memory are product
+targets: the sections are plain classes with ``__slots__`` (not dataclasses, whose import and
+class generation cost ~10 ms here) and file paths are strings as `vmm.paths.path_text`
+spells them (what ``str(pathlib.Path(...))`` gives), not `pathlib.Path` objects.
 """
 
 from __future__ import annotations
 
+import errno
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import os
+import stat
 
 from vmm.errors import ConfigError
+from vmm.paths import path_text
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from typing import Any
 
 KNOWN_SECTIONS = (
     "boot-source",
@@ -38,70 +48,114 @@ CACHE_TYPES = ("Unsafe", "Writeback")
 IO_ENGINES = ("Sync", "Async")
 
 
-@dataclass(frozen=True)
 class BootSource:
-    kernel_image_path: Path
-    boot_args: str | None = None
-    initrd_path: Path | None = None
+    __slots__ = ("kernel_image_path", "boot_args", "initrd_path")
+
+    def __init__(self, kernel_image_path: str, boot_args: str | None = None, initrd_path: str | None = None) -> None:
+        self.kernel_image_path = kernel_image_path
+        self.boot_args = boot_args
+        self.initrd_path = initrd_path
 
 
-@dataclass(frozen=True)
 class MachineConfig:
-    vcpu_count: int
-    mem_size_mib: int
-    smt: bool = False
-    track_dirty_pages: bool = False
-    huge_pages: str = "None"
-    cpu_template: str | None = None
+    __slots__ = ("vcpu_count", "mem_size_mib", "smt", "track_dirty_pages", "huge_pages", "cpu_template")
+
+    def __init__(
+        self,
+        vcpu_count: int,
+        mem_size_mib: int,
+        smt: bool = False,
+        track_dirty_pages: bool = False,
+        huge_pages: str = "None",
+        cpu_template: str | None = None,
+    ) -> None:
+        self.vcpu_count = vcpu_count
+        self.mem_size_mib = mem_size_mib
+        self.smt = smt
+        self.track_dirty_pages = track_dirty_pages
+        self.huge_pages = huge_pages
+        self.cpu_template = cpu_template
 
 
-@dataclass(frozen=True)
 class Drive:
-    drive_id: str
-    path_on_host: Path
-    is_root_device: bool
-    is_read_only: bool = False
-    partuuid: str | None = None
-    cache_type: str = "Unsafe"
-    io_engine: str = "Sync"
+    __slots__ = ("drive_id", "path_on_host", "is_root_device", "is_read_only", "partuuid", "cache_type", "io_engine")
+
+    def __init__(
+        self,
+        drive_id: str,
+        path_on_host: str,
+        is_root_device: bool,
+        is_read_only: bool = False,
+        partuuid: str | None = None,
+        cache_type: str = "Unsafe",
+        io_engine: str = "Sync",
+    ) -> None:
+        self.drive_id = drive_id
+        self.path_on_host = path_on_host
+        self.is_root_device = is_root_device
+        self.is_read_only = is_read_only
+        self.partuuid = partuuid
+        self.cache_type = cache_type
+        self.io_engine = io_engine
 
 
-@dataclass(frozen=True)
 class NetworkInterface:
-    iface_id: str
-    host_dev_name: str
-    guest_mac: str | None = None
+    __slots__ = ("iface_id", "host_dev_name", "guest_mac")
+
+    def __init__(self, iface_id: str, host_dev_name: str, guest_mac: str | None = None) -> None:
+        self.iface_id = iface_id
+        self.host_dev_name = host_dev_name
+        self.guest_mac = guest_mac
 
 
-@dataclass(frozen=True)
 class LoggerConfig:
-    log_path: Path | None = None
-    level: str = "Info"
-    show_level: bool = False
-    show_log_origin: bool = False
+    __slots__ = ("log_path", "level", "show_level", "show_log_origin")
+
+    def __init__(
+        self, log_path: str | None = None, level: str = "Info", show_level: bool = False, show_log_origin: bool = False
+    ) -> None:
+        self.log_path = log_path
+        self.level = level
+        self.show_level = show_level
+        self.show_log_origin = show_log_origin
 
 
-@dataclass(frozen=True)
 class MetricsConfig:
-    metrics_path: Path
+    __slots__ = ("metrics_path",)
+
+    def __init__(self, metrics_path: str) -> None:
+        self.metrics_path = metrics_path
 
 
-@dataclass(frozen=True)
 class SerialConfig:
     """Where the guest's COM1 output goes instead of stdout (a file or a named pipe)."""
 
-    serial_out_path: Path | None = None
+    __slots__ = ("serial_out_path",)
+
+    def __init__(self, serial_out_path: str | None = None) -> None:
+        self.serial_out_path = serial_out_path
 
 
-@dataclass(frozen=True)
 class VmConfig:
-    boot_source: BootSource
-    machine_config: MachineConfig
-    drives: list[Drive] = field(default_factory=list)
-    network_interfaces: list[NetworkInterface] = field(default_factory=list)
-    logger: LoggerConfig | None = None
-    metrics: MetricsConfig | None = None
-    serial: SerialConfig | None = None
+    __slots__ = ("boot_source", "machine_config", "drives", "network_interfaces", "logger", "metrics", "serial")
+
+    def __init__(
+        self,
+        boot_source: BootSource,
+        machine_config: MachineConfig,
+        drives: list[Drive] | None = None,
+        network_interfaces: list[NetworkInterface] | None = None,
+        logger: LoggerConfig | None = None,
+        metrics: MetricsConfig | None = None,
+        serial: SerialConfig | None = None,
+    ) -> None:
+        self.boot_source = boot_source
+        self.machine_config = machine_config
+        self.drives = [] if drives is None else drives
+        self.network_interfaces = [] if network_interfaces is None else network_interfaces
+        self.logger = logger
+        self.metrics = metrics
+        self.serial = serial
 
 
 _KIND = {bool: "a boolean", int: "an integer", str: "a string", dict: "an object", list: "an array"}
@@ -142,13 +196,13 @@ class _Object:
             raise ConfigError(f"{self.where}.{name}: {value!r} is not one of {', '.join(choices)}")
         return value
 
-    def path(self, name: str, *, required: bool = False) -> Path | None:
+    def path(self, name: str, *, required: bool = False) -> str | None:
         value = self.get(name, str, required=required)
         if value is None:
             return None
         if not value or "\0" in value:
             raise ConfigError(f"{self.where}.{name}: expected a file path, got {value!r}")
-        return Path(value)
+        return path_text(value)
 
 
 def _boot_source(body: Any) -> BootSource:
@@ -330,9 +384,11 @@ def parse_config(document: Any) -> VmConfig:
     )
 
 
-def load_config(path: Path) -> VmConfig:
+def load_config(path: str | os.PathLike[str]) -> VmConfig:
+    path = path_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -346,10 +402,20 @@ def load_config(path: Path) -> VmConfig:
     return parse_config(document)
 
 
-def _require_file(path: Path, what: str) -> None:
-    if not path.exists():
-        raise ConfigError(f"{what} not found: {path}")
-    if not path.is_file():
+# stat() failures that mean "no such file" (as pathlib's exists() treats them; others raise).
+_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def _require_file(path: str, what: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno not in _MISSING_ERRNOS:
+            raise
+        raise ConfigError(f"{what} not found: {path}") from None
+    except ValueError:  # not encodable for the file system
+        raise ConfigError(f"{what} not found: {path}") from None
+    if not stat.S_ISREG(mode):
         raise ConfigError(f"{what} is not a regular file: {path}")
 
 

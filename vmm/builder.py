@@ -5,6 +5,9 @@ tables, then the kernel; devices on the buses; vCPUs configured for the entry pr
 `Machine.run` then compiles nothing (filters are compiled before the build finishes),
 starts the vCPU threads, installs the main thread's filter and serves events until a
 `Stop` arrives.
+
+`VmmOptions` and `Machine` are plain classes with ``__slots__``, not dataclasses: this module
+is on the start-up path, and start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
@@ -12,9 +15,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vmm.bus import Bus
 from vmm.config import VmConfig, check_resources
@@ -25,6 +25,7 @@ from vmm.logger import Logger
 from vmm.memory import BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE, GuestMemory
 from vmm.metrics import Metrics
 
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
 if TYPE_CHECKING:
     from vmm.devices.serial import Serial
     from vmm.vcpu import VcpuThread
@@ -40,28 +41,63 @@ STDIN_FD = 0
 SERIAL_OUT_FD = 1
 
 
-@dataclass
 class VmmOptions:
-    instance_id: str = "anonymous-instance"
-    boot_timer: bool = False
-    test_devices: bool = False
-    filters: dict[str, bytes] | None = None
-    serial_input: bool = True
+    __slots__ = ("instance_id", "boot_timer", "test_devices", "filters", "serial_input")
+
+    def __init__(
+        self,
+        instance_id: str = "anonymous-instance",
+        boot_timer: bool = False,
+        test_devices: bool = False,
+        filters: dict[str, bytes] | None = None,
+        serial_input: bool = True,
+    ) -> None:
+        self.instance_id = instance_id
+        self.boot_timer = boot_timer
+        self.test_devices = test_devices
+        self.filters = filters
+        self.serial_input = serial_input
 
 
-@dataclass
 class Machine:
-    memory: GuestMemory
-    vcpus: list[VcpuThread]
-    events: EventQueue
-    logger: Logger
-    metrics: Metrics
-    serial: Serial
-    pio: Bus
-    filters: dict[str, bytes] | None
-    serial_input: bool = True
-    description: str = ""
-    _stdin_open: bool = field(default=True, init=False)
+    __slots__ = (
+        "memory",
+        "vcpus",
+        "events",
+        "logger",
+        "metrics",
+        "serial",
+        "pio",
+        "filters",
+        "serial_input",
+        "description",
+        "_stdin_open",
+    )
+
+    def __init__(
+        self,
+        memory: GuestMemory,
+        vcpus: list[VcpuThread],
+        events: EventQueue,
+        logger: Logger,
+        metrics: Metrics,
+        serial: Serial,
+        pio: Bus,
+        filters: dict[str, bytes] | None,
+        serial_input: bool = True,
+        description: str = "",
+    ) -> None:
+        self.memory = memory
+        self.vcpus = vcpus
+        self.events = events
+        self.logger = logger
+        self.metrics = metrics
+        self.serial = serial
+        self.pio = pio
+        self.filters = filters
+        self.serial_input = serial_input
+        self.description = description
+        self._stdin_open = True
 
     def run(self) -> int:
         """Start the vCPUs, serve the event loop until the VM stops; return the exit status."""
@@ -272,7 +308,7 @@ def _load_guest(config: VmConfig, memory: GuestMemory, vcpu_count: int):
         rsdp = build_acpi_tables(memory, vcpu_count=vcpu_count, mmio_devices=[])
         return load_kernel(
             memory,
-            Path(boot.kernel_image_path),
+            boot.kernel_image_path,
             cmdline=boot.boot_args if boot.boot_args is not None else DEFAULT_CMDLINE,
             initrd_path=boot.initrd_path,
             rsdp_address=rsdp,

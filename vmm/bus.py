@@ -3,32 +3,38 @@
 Devices see offsets relative to their base and know nothing of KVM; unclaimed reads
 return zeros and unclaimed writes are dropped, as on a real ISA bus (the Linux kernel
 probes ports nothing answers).
+
+No dataclasses or typing at run time (`BusDevice` exists for type checkers only): this module
+is on the start-up path, and start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
-from dataclasses import dataclass, field
-from typing import Protocol
 
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class BusDevice(Protocol):
-    def read(self, offset: int, size: int) -> bytes: ...
+    class BusDevice(Protocol):
+        def read(self, offset: int, size: int) -> bytes: ...
 
-    def write(self, offset: int, data: bytes) -> None: ...
+        def write(self, offset: int, data: bytes) -> None: ...
 
 
 class BusError(ValueError):
     """Two devices claim overlapping ranges, or a range is empty."""
 
 
-@dataclass
 class _Range:
-    base: int
-    length: int
-    device: BusDevice
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    __slots__ = ("base", "length", "device", "lock")
+
+    def __init__(self, base: int, length: int, device: BusDevice) -> None:
+        self.base = base
+        self.length = length
+        self.device = device
+        self.lock = threading.Lock()
 
 
 class Bus:

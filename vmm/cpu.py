@@ -2,19 +2,25 @@
 descriptor tables and page tables for the two entry protocols (64-bit Linux, 32-bit PVH).
 
 The CPUID normalisation and register values follow Firecracker's documented boot protocol
-so that guests see the same machine they would under Firecracker.
+so that guests see the same machine they would under Firecracker. No typing at run time
+(`Memory` exists for type checkers only): start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Protocol
 
 from vmm.kvm.structs import CpuidEntry2, Fpu, Regs, Segment, Sregs
 
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from vmm.kvm.system import Vcpu
     from vmm.loader import KernelEntry
+
+    class Memory(Protocol):
+        def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None: ...
 
 GDT_ADDRESS = 0x500
 IDT_ADDRESS = 0x520
@@ -46,10 +52,6 @@ APIC_MODE_EXTINT = 7
 MAX_SUPPORTED_VCPUS_LOG2 = 5
 VENDOR_INTEL_EBX = 0x756E6547  # "Genu"
 VENDOR_AMD_EBX = 0x68747541  # "Auth"
-
-
-class Memory(Protocol):
-    def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None: ...
 
 
 def _set_bits(value: int, low: int, high: int, field: int) -> int:

@@ -2,21 +2,32 @@
 
 The main thread sleeps in poll() on a pipe; posting writes one byte to it. Stops are
 first-come: the first reason recorded is the one reported.
+
+`Stop` is a plain class, not a dataclass: this module is on the start-up path, and start-up
+time and private memory are product targets.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+
+from vmm.value import Value
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
-@dataclass(frozen=True)
-class Stop:
-    status: int
-    message: str
-    level: str = "Info"
+class Stop(Value):
+    """Why the VM ends: the exit status, the message to log and its level."""
+
+    __slots__ = ("status", "message", "level")
+
+    def __init__(self, status: int, message: str, level: str = "Info") -> None:
+        self.status = status
+        self.message = message
+        self.level = level
 
 
 class EventQueue:

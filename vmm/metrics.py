@@ -7,7 +7,10 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Metrics:

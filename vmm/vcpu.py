@@ -9,12 +9,12 @@ from __future__ import annotations
 import mmap
 import struct
 import threading
-from typing import TYPE_CHECKING
 
 from vmm.errors import VmmError
 from vmm.events import EventQueue, Stop
 from vmm.kvm import ioctls
 
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
 if TYPE_CHECKING:
     from vmm.bus import Bus
     from vmm.kvm.system import Vcpu

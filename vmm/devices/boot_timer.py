@@ -1,21 +1,29 @@
 """Firecracker's boot-timer device: the guest writes the byte 123 at offset 0 when it has
-booted, and the VMM logs the wall and CPU time since the VM build started."""
+booted, and the VMM logs the wall and CPU time since the VM build started.
+
+`Timestamp` is a plain class, not a dataclass: the VMM imports this module on its start-up
+path, and start-up time and private memory are product targets.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MAGIC_BOOT_COMPLETE = 123
 
 
-@dataclass(frozen=True)
 class Timestamp:
     """CLOCK_MONOTONIC and process CPU time, in microseconds."""
 
-    time_us: int
-    cputime_us: int
+    __slots__ = ("time_us", "cputime_us")
+
+    def __init__(self, time_us: int, cputime_us: int) -> None:
+        self.time_us = time_us
+        self.cputime_us = cputime_us
 
     @classmethod
     def now(cls) -> Timestamp:

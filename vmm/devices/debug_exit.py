@@ -3,7 +3,9 @@ status (v << 1) | 1, so test guests can report pass/fail through the exit status
 
 from __future__ import annotations
 
-from collections.abc import Callable
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PORT = 0xF4
 

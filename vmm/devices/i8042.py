@@ -6,7 +6,9 @@ which is how Linux with ``reboot=k`` reboots.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DATA_OFFSET = 0
 COMMAND_OFFSET = 4

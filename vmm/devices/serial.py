@@ -7,7 +7,10 @@ empty interrupt fires after each transmitted byte when enabled, like vm-superio.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 FIFO_SIZE = 64
 

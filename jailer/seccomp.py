@@ -1,5 +1,8 @@
 """The jailer's outer seccomp filter: chosen and compiled during validation, installed last.
 
+A program `jailer-policy precompile` stored for the policy's exact content is used as it is
+(`jailer.policies.precompiled`); only without one is the policy parsed and compiled here.
+
 Installing uses the jailer's own ctypes call rather than the toolchain's loader: it runs inside
 the jail after pivot_root, where nothing can be imported any more.
 
@@ -40,19 +43,25 @@ def choose_filter(*, policy_path: str | None, category: str | None, disabled: bo
         )
     try:
         from jailer import policies
-        from jailer.policies import compiler
     except ImportError as error:
         raise _toolchain_error(error) from None
 
     if policy_path is None:
         try:
-            path = str(policies.shipped_policy_path(BASELINE_POLICY))
+            path = policies.shipped_policy_file(BASELINE_POLICY)
         except (AttributeError, OSError, LookupError, ValueError) as error:
             raise _toolchain_error(error) from None
         category = BASELINE_CATEGORY
     else:
         path = policy_path
         category = category or "jail"
+    stored = _stored_program(path, category)
+    if stored is not None:
+        return SeccompChoice(description=f"{path} category {category}", program=stored)
+    try:
+        from jailer.policies import compiler
+    except ImportError as error:
+        raise _toolchain_error(error) from None
     try:
         import os
 
@@ -73,6 +82,17 @@ def choose_filter(*, policy_path: str | None, category: str | None, disabled: bo
     except Exception as error:
         raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail=_one_line(error)) from None
     return SeccompChoice(description=f"{path} category {category}", program=program)
+
+
+def _stored_program(path: str, category: str) -> bytes | None:
+    """The precompiled program (`jailer.policies.precompiled`) when one is fresh for this
+    policy's content, else None: then the policy is parsed and compiled, with every check and
+    error of that path. A fresh program is one that path compiled from the same bytes."""
+    try:
+        from jailer.policies import precompiled
+    except ImportError:
+        return None
+    return precompiled.load(path, category)
 
 
 def _one_line(error: Exception) -> str:

@@ -15,10 +15,13 @@ import ctypes
 import os
 import signal
 import threading
-from collections.abc import Callable
-from pathlib import Path
 
 from vmm.errors import VmmError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 BAD_SYSCALL_EXIT_STATUS = 148
 SA_SIGINFO = 4
@@ -44,9 +47,16 @@ _installed: list[ViolationReporter] = []
 def compile_filters(policy_path: Path | None, categories: list[str]) -> dict[str, bytes]:
     """BPF programs for ``categories`` from ``policy_path`` (default: the shipped `vmm`).
 
+    Programs `jailer-policy precompile` stored for the policy's exact content are used as they
+    are (`jailer.policies.precompiled`: no parser, no libseccomp); only when one of the
+    categories has no fresh stored program is the policy parsed and compiled, as before.
     Also loads the installer here, so threads do no imports of their own before their filter.
     """
     import jailer.policies.loader  # noqa: F401
+
+    stored = _stored_filters(policy_path, categories)
+    if stored is not None:
+        return stored
     from jailer.policies import PolicyError, load_policy, shipped_policy_path
     from jailer.policies.compiler import compile_category
 
@@ -58,6 +68,23 @@ def compile_filters(policy_path: Path | None, categories: list[str]) -> dict[str
         return {name: compile_category(policy, name, arch="x86_64") for name in categories}
     except PolicyError as error:
         raise VmmError(f"seccomp policy: {error}") from None
+
+
+def _stored_filters(policy_path: Path | None, categories: list[str]) -> dict[str, bytes] | None:
+    """Every category's precompiled program, or None unless all of them are fresh."""
+    from jailer.policies import PolicyError, precompiled, shipped_policy_file
+
+    try:
+        path = os.fspath(policy_path) if policy_path is not None else shipped_policy_file("vmm")
+    except PolicyError:
+        return None  # the compile path reports it
+    programs = {}
+    for name in categories:
+        program = precompiled.load(str(path), name, "x86_64")
+        if program is None:
+            return None
+        programs[name] = program
+    return programs
 
 
 def install(program: bytes) -> None:

@@ -1,5 +1,5 @@
-"""`jailer-policy`: compile, disassemble, check, explain, diff, audit, inspect, trace and
-validate seccomp policies. Tables for people by default, `--json` for machines.
+"""`jailer-policy`: compile, precompile, disassemble, check, explain, diff, audit, inspect, trace
+and validate seccomp policies. Tables for people by default, `--json` for machines.
 
 Exit codes: 0 success; 1 the check itself failed (audit found unacknowledged high findings,
 validate saw a wrong verdict, the emulator disagrees with the model); 2 bad input (malformed
@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("policy")
     arch(sub)
     sub.add_argument("--split-output", metavar="DIR", help="write <category>.bpf files into DIR")
+
+    sub = command("precompile", _precompile, "store every shipped category's program for the jailer and the VMM")
+    sub.add_argument("--policy", action="append", metavar="NAME", help="only this shipped policy (default: all)")
+    arch(sub)
+    sub.add_argument("--output-dir", metavar="DIR", help="the store (default: the package's compiled/ directory)")
+    sub.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 unless every stored program equals a fresh compile")
 
     sub = command("disasm", _disasm, "disassemble a raw BPF program")
     sub.add_argument("file")
@@ -140,6 +147,21 @@ def _compile(args: argparse.Namespace) -> int:
     data = {"arch": args.arch, "categories": {n: {"instructions": i, "bytes": b} for n, i, b in rows}, "files": paths}
     _emit(args, data, table(("category", "instructions", "bytes"), rows) + "".join(f"\nwrote {p}" for p in paths))
     return 0
+
+
+def _precompile(args: argparse.Namespace) -> int:
+    from jailer.policies import precompiled
+
+    entries = precompiled.precompile(args.policy, args.arch, args.output_dir, check_only=args.check)
+    rows = [(e.policy, e.category, e.instructions, e.status, e.path) for e in entries]
+    bad = [e for e in entries if e.status not in ("fresh", "unchanged", "written", "removed")]
+    text = table(("policy", "category", "instructions", "status", "file"), rows)
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.status] = counts.get(entry.status, 0) + 1
+    text += "\n" + ", ".join(f"{count} {status}" for status, count in counts.items())
+    _emit(args, {"arch": args.arch, "entries": [e.to_json() for e in entries]}, text)
+    return EXIT_FAILED if args.check and bad else 0
 
 
 def _disasm(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,30 @@ def test_no_seccomp_conflicts_with_a_policy(jail: Jail, tmp_path: Path) -> None:
     text = error_text(jail.run("--no-seccomp", "--seccomp-policy", str(tmp_path)))
     assert text == ("Failed to parse arguments: The argument 'no-seccomp' cannot be used with "
                     "'seccomp-policy' or 'seccomp-category'.\n")
+
+
+@pytest.fixture
+def fresh_baseline_store(toolchain: None) -> bytes:
+    """The program `jailer-policy precompile` stored for the shipped baseline (the bootstrap's
+    setup step writes it); skips, saying so, where the package has no fresh one."""
+    from jailer.policies import precompiled, shipped_policy_file
+
+    program = precompiled.load(shipped_policy_file("baseline"), "baseline")
+    if program is None:
+        pytest.skip("no fresh precompiled baseline program: run `jailer-policy precompile`")
+    return program
+
+
+def test_default_filter_comes_from_the_precompiled_store(jail: Jail, fresh_baseline_store: bytes) -> None:
+    import sys
+
+    command = jail.argv()
+    command = [sys.executable, "-X", "importtime", *(command if command[0].endswith("jailer") else command[1:])]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "jailer.policies.precompiled" in imported
+    assert not {"jailer.policies.compiler", "jailer.policies.parser", "json"} & imported
+    report = json.loads(result.stdout)
+    assert report["Seccomp"] == 2
+    assert report["clone3_errno"] == errno.ENOSYS and report["io_uring_setup_errno"] == errno.EPERM

@@ -13,6 +13,7 @@ import pytest
 
 from jailer import seccomp
 from jailer.errors import ErrorKind, JailerError
+from jailer.policies import precompiled
 
 
 class FakePolicy:
@@ -37,20 +38,22 @@ def toolchain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, obje
             raise ValueError("line 1:\n  expected a JSON object")
         return FakePolicy({"baseline": b"B" * 8, "jail": b"J" * 8, "vmm": b"V" * 16})
 
-    def shipped_policy_path(name: str) -> Path:
+    def shipped_policy_file(name: str) -> str:
         calls["shipped"] = name
-        return baseline
+        return str(baseline)
 
     def compile_category(policy: FakePolicy, category: str, arch: str = "x86_64") -> bytes:
         calls["compiled"] = category
         return policy.categories[category]
 
     policies.load_policy = load_policy  # type: ignore[attr-defined]
-    policies.shipped_policy_path = shipped_policy_path  # type: ignore[attr-defined]
+    policies.shipped_policy_file = shipped_policy_file  # type: ignore[attr-defined]
     policies.compiler = compiler  # type: ignore[attr-defined]
     compiler.compile_category = compile_category  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "jailer.policies", policies)
     monkeypatch.setitem(sys.modules, "jailer.policies.compiler", compiler)
+    # An empty precompiled store: these tests are about the compile path.
+    monkeypatch.setattr(precompiled, "STORE_DIR", str(tmp_path / "empty-store"))
     import jailer
 
     monkeypatch.setattr(jailer, "policies", policies, raising=False)
@@ -105,11 +108,37 @@ def test_no_seccomp_and_flag_conflicts() -> None:
     assert str(caught.value) == "Failed to parse arguments: The argument 'seccomp-category' requires 'seccomp-policy'."
 
 
-def test_missing_toolchain_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_toolchain_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import jailer.policies
 
+    monkeypatch.setattr(precompiled, "STORE_DIR", str(tmp_path / "empty-store"))  # no stored program either
     monkeypatch.setitem(sys.modules, "jailer.policies.compiler", None)
     monkeypatch.delattr(jailer.policies, "compiler", raising=False)
     with pytest.raises(JailerError) as caught:
         seccomp.choose_filter(policy_path=None, category=None, disabled=False)
     assert caught.value.kind is ErrorKind.SECCOMP_TOOLCHAIN
+
+
+def test_a_fresh_stored_program_needs_no_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With a program precompiled for the policy's exact bytes, neither parser nor compiler runs."""
+    import jailer.policies
+
+    store = tmp_path / "store"
+    store.mkdir()
+    policy = tmp_path / "vmm.json"
+    policy.write_bytes(b"{}")
+    program = b"\x06\x00\x00\x00\x00\x00\xff\x7f"
+    key = precompiled.freshness_key(b"{}", "jail", "x86_64")
+    (store / "vmm.jail.x86_64.bpf").write_bytes(precompiled.encode(key, program))
+    monkeypatch.setattr(precompiled, "STORE_DIR", str(store))
+    monkeypatch.setitem(sys.modules, "jailer.policies.compiler", None)
+    monkeypatch.delattr(jailer.policies, "compiler", raising=False)
+    choice = seccomp.choose_filter(policy_path=str(policy), category=None, disabled=False)
+    assert choice.program == program
+    assert choice.description == f"{policy} category jail"
+    # Other bytes, another category: no stored program, so the (missing) compiler is needed.
+    for content, category in ((b"{ }", None), (b"{}", "vmm")):
+        policy.write_bytes(content)
+        with pytest.raises(JailerError) as caught:
+            seccomp.choose_filter(policy_path=str(policy), category=category, disabled=False)
+        assert caught.value.kind is ErrorKind.SECCOMP_TOOLCHAIN

@@ -1,0 +1,304 @@
+"""Precompiled seccomp programs for the shipped policies (Firecracker's model: seccompiler
+compiles at build time, the jailer and the VMM only load the result).
+
+`jailer-policy precompile` (run by `scripts/bootstrap.sh`'s setup step) compiles every category
+of every shipped policy (`jailer/policies/*.json`) and stores each program in this package's
+`compiled/` directory as `<policy>.<category>.<arch>.bpf`. It lives inside the package because
+the jailed VMM sees our package directories (bound read-only by `--python-runtime`) and nothing
+else. At run time `load` returns the stored program when it is fresh, and None otherwise; the
+callers (`jailer.seccomp`, `vmm.seccomp`) then parse and compile exactly as without a store, so
+an install that never ran the precompile step behaves as before, only slower to start.
+
+Freshness is decided by content, never by mtime (copies, checkouts and package installs do not
+keep mtimes meaningful): a stored file carries a key, the digest of
+
+* the format version below (bump it when this file's layout or the key's inputs change),
+* the architecture and the category name,
+* the toolchain: the bytes of the modules whose code decides the compiled program (the parser,
+  the model, the compiler, the syscall table and the range-merge check's emulator), so a
+  program compiled by an older toolchain is never taken for the current one's output, also
+  after an upgrade that left an old `compiled/` directory behind,
+* the policy file's bytes as read at run time.
+
+The libseccomp version is not part of the key: checking it would mean loading the library on
+every start, which is what the store avoids; re-run `jailer-policy precompile` after upgrading
+libseccomp (the bootstrap does at every setup), and `jailer-policy precompile --check` reports
+programs that differ from a fresh compile.
+
+Digest: BLAKE2b-256 from CPython's `_blake2` module, imported directly. `hashlib` would import
+`_hashlib`, i.e. OpenSSL (~3 ms under `python -X importtime` here, more than everything else
+this module does); `_blake2` is built into Debian's interpreter (~0.1 ms to import) and hashes
+about 2.5x faster than `_sha256` (~0.12 ms for the 50 KB `vmm.json` against ~0.35 ms). The
+jailer's FNV-1a (`jailer.runtime`) is fine for a cache key but not for content integrity.
+
+The digests guard against stale and damaged files (a truncated write, a corrupted disk), not
+against someone who can write the store: whoever can replace a file can also give it a
+matching digest. That is what the ownership check is for: a stored file is used only when it
+is a regular file owned by root or by the running euid and writable by nobody else
+(files are written 0644 and, when the precompile runs as root, owned by root, atomically
+through a temporary file and a rename).
+
+File layout: magic (8 bytes), key (32), program length (4, little-endian), BLAKE2b-256 of the
+program (32), the program (`struct sock_filter` array).
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # no typing import: this module is on the jailer's and the VMM's start-up path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+FORMAT = 1
+MAGIC = b"STKBPF1\n"
+DIGEST_SIZE = 32
+HEADER_SIZE = len(MAGIC) + DIGEST_SIZE + 4 + DIGEST_SIZE
+SOCK_FILTER_SIZE = 8
+BPF_MAXINSNS = 4096
+ARCHES = ("x86_64", "aarch64")
+# The modules whose code decides the bytes `compiler.compile_category` returns.
+TOOLCHAIN_MODULES = ("parser", "model", "compiler", "syscalls", "bpf", "probes")
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+STORE_DIR = os.path.join(_HERE, "compiled")
+_PERSON = b"stockade.seccomp"  # BLAKE2 personalisation: 16 bytes
+_MAX_POLICY_SIZE = 16 << 20
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+_toolchain_digest: bytes | None = None
+
+
+def _blake2b(data: bytes) -> bytes:
+    from _blake2 import blake2b
+
+    return blake2b(data, digest_size=DIGEST_SIZE, person=_PERSON).digest()
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and all(char in _NAME_CHARS for char in name)
+
+
+def _read_file(path: str, limit: int = _MAX_POLICY_SIZE) -> bytes:
+    """The whole file (os-level calls only: no `io` text layer, no codec lookups)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise OSError(27, "file too large")  # EFBIG
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def toolchain_digest() -> bytes:
+    """BLAKE2b-256 over the toolchain modules' source bytes (computed once per process).
+
+    OSError when a source is missing (a bytecode-only install): then nothing is ever fresh.
+    """
+    global _toolchain_digest
+    if _toolchain_digest is None:
+        parts = []
+        for name in TOOLCHAIN_MODULES:
+            source = _read_file(os.path.join(_HERE, f"{name}.py"))
+            parts.append(f"{name}:{len(source)}\n".encode() + source)
+        _toolchain_digest = _blake2b(b"".join(parts))
+    return _toolchain_digest
+
+
+def freshness_key(source: bytes, category: str, arch: str) -> bytes:
+    """The key a stored program must carry to stand for `category` of the policy `source`."""
+    if not (_safe_name(category) and arch in ARCHES):
+        raise ValueError(f"cannot key category {category!r} on {arch!r}")
+    header = f"stockade-seccomp-bpf/{FORMAT}\0{arch}\0{category}\0".encode()
+    return _blake2b(header + toolchain_digest() + source)
+
+
+def policy_name(policy_path: str) -> str:
+    """`/any/dir/vmm.json` -> `vmm`: the store is looked up by file name, then checked by content."""
+    base = os.path.basename(policy_path)
+    return base[: -len(".json")] if base.endswith(".json") else base
+
+
+def store_path(name: str, category: str, arch: str, store: str | None = None) -> str:
+    if not (_safe_name(name) and _safe_name(category) and arch in ARCHES):
+        raise ValueError(f"no store file for policy {name!r} category {category!r} on {arch!r}")
+    return os.path.join(STORE_DIR if store is None else store, f"{name}.{category}.{arch}.bpf")
+
+
+def encode(key: bytes, program: bytes) -> bytes:
+    """A stored file's bytes."""
+    return MAGIC + key + len(program).to_bytes(4, "little") + _blake2b(program) + program
+
+
+def decode(data: bytes, key: bytes) -> bytes | None:
+    """The program in `data` when its header is intact, carries `key` and matches the program."""
+    if len(data) < HEADER_SIZE or data[: len(MAGIC)] != MAGIC:
+        return None
+    offset = len(MAGIC)
+    if data[offset : offset + DIGEST_SIZE] != key:
+        return None
+    offset += DIGEST_SIZE
+    length = int.from_bytes(data[offset : offset + 4], "little")
+    offset += 4
+    check = data[offset : offset + DIGEST_SIZE]
+    program = data[HEADER_SIZE:]
+    if len(program) != length or not length or length % SOCK_FILTER_SIZE:
+        return None
+    if length // SOCK_FILTER_SIZE > BPF_MAXINSNS or _blake2b(program) != check:
+        return None
+    return program
+
+
+def _trusted(info: os.stat_result) -> bool:
+    """A regular file owned by root or the running euid, writable by its owner only."""
+    import stat
+
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_uid in (0, os.geteuid())
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
+def read_stored(path: str) -> bytes | None:
+    """A store file's bytes if it may be trusted (see `_trusted`), else None; never a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not _trusted(info) or info.st_size > HEADER_SIZE + BPF_MAXINSNS * SOCK_FILTER_SIZE:
+            return None
+        return os.read(fd, info.st_size + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def load(policy_path: str, category: str, arch: str = "x86_64", store: str | None = None) -> bytes | None:
+    """The stored program for `category` of the policy at `policy_path` if fresh, else None.
+
+    Never raises: any problem (no store, a foreign or damaged file, an unreadable policy, no
+    `_blake2`) means None, and the caller compiles as it would without a store.
+    """
+    try:
+        path = store_path(policy_name(policy_path), category, arch, store)
+        data = read_stored(path)
+        if data is None:
+            return None
+        return decode(data, freshness_key(_read_file(policy_path), category, arch))
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same directory and rename(2):
+    readers see the old file or the new one, never a partial one. Mode 0644 whatever the
+    umask; owned by root when run as root."""
+    directory = os.path.dirname(path)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if os.geteuid() == 0:
+                os.fchown(fd, 0, 0)
+            os.fchmod(fd, 0o644)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+class Entry:
+    """One stored program: which policy and category, where, how big, and what happened."""
+
+    __slots__ = ("policy", "category", "arch", "path", "instructions", "status")
+
+    def __init__(self, policy: str, category: str, arch: str, path: str, instructions: int, status: str) -> None:
+        self.policy = policy
+        self.category = category
+        self.arch = arch
+        self.path = path
+        self.instructions = instructions
+        self.status = status
+
+    def to_json(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _compile_shipped(name: str, arch: str) -> tuple[str, bytes, dict[str, bytes]]:
+    """(path, source bytes, {category: program}) for one shipped policy."""
+    from jailer.policies import PolicyError, compiler, load_policy, shipped_policy_file
+
+    path = shipped_policy_file(name)
+    source = _read_file(path)
+    programs = compiler.compile_policy(load_policy(path), arch)
+    if _read_file(path) != source:
+        raise PolicyError(f"{path}: changed while it was being compiled")
+    return path, source, programs
+
+
+def precompile(names: Sequence[str] | None = None, arch: str = "x86_64", store: str | None = None,
+               *, check_only: bool = False) -> list[Entry]:
+    """Compile every category of the shipped policies `names` (default: all) into the store.
+
+    A file already holding the same bytes is left alone (`unchanged`); otherwise it is
+    written (`written`). Store files of the same arch that no shipped category produces any
+    more are removed (`removed`) when all policies are precompiled. With `check_only` nothing
+    is written: each entry says `fresh`, `stale` or `missing`.
+    """
+    from jailer.policies import PolicyError, shipped_policy_names
+
+    directory = STORE_DIR if store is None else store
+    all_policies = names is None
+    known = shipped_policy_names()
+    names = known if names is None else list(names)
+    for name in names:
+        if name not in known:
+            raise PolicyError(f"no shipped policy named {name!r} (shipped: {', '.join(known) or 'none'})")
+    if not check_only:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    entries: list[Entry] = []
+    produced: set[str] = set()
+    for name in names:
+        _, source, programs = _compile_shipped(name, arch)
+        for category, program in programs.items():
+            path = store_path(name, category, arch, directory)
+            produced.add(os.path.basename(path))
+            wanted = encode(freshness_key(source, category, arch), program)
+            current = read_stored(path)
+            if check_only:
+                status = "missing" if current is None else "fresh" if current == wanted else "stale"
+            elif current == wanted:
+                status = "unchanged"
+            else:
+                write_atomically(path, wanted)
+                status = "written"
+            entries.append(Entry(name, category, arch, path, len(program) // SOCK_FILTER_SIZE, status))
+    if all_policies and os.path.isdir(directory):
+        suffix = f".{arch}.bpf"
+        for file in sorted(os.listdir(directory)):
+            if file.endswith(suffix) and file not in produced:
+                path = os.path.join(directory, file)
+                if not check_only:
+                    os.unlink(path)
+                stem = file[: -len(suffix)]
+                policy, _, category = stem.partition(".")
+                entries.append(Entry(policy, category, arch, path, 0, "extra" if check_only else "removed"))
+    return entries

@@ -3,15 +3,16 @@
 A stock kernel without MP-table parsing learns its CPUs and IOAPIC only from the MADT, and
 finds virtio-mmio devices only through `LNRO0005` nodes in the DSDT, so these are written
 for every boot. The VMM builder calls this before the loader and passes the RSDP address on.
+`MmioDeviceInfo` is a plain class, not a dataclass: this is on the VMM's start-up path, and
+start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from vmm.loader.ram import GuestMemoryLike
 
 __all__ = ["AcpiError", "MmioDeviceInfo", "build_acpi_tables"]
@@ -21,15 +22,17 @@ class AcpiError(ValueError):
     """The requested machine cannot be described (too many vCPUs or devices, too little RAM)."""
 
 
-@dataclass(frozen=True)
 class MmioDeviceInfo:
     """A memory-mapped device the guest must discover: its window and its interrupt."""
 
-    name: str
-    base: int
-    size: int
-    gsi: int
-    hid: str = "LNRO0005"
+    __slots__ = ("name", "base", "size", "gsi", "hid")
+
+    def __init__(self, name: str, base: int, size: int, gsi: int, hid: str = "LNRO0005") -> None:
+        self.name = name
+        self.base = base
+        self.size = size
+        self.gsi = gsi
+        self.hid = hid
 
 
 def build_acpi_tables(memory: GuestMemoryLike, *, vcpu_count: int, mmio_devices: Sequence[MmioDeviceInfo]) -> int:

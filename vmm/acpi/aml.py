@@ -8,7 +8,10 @@ calls: `device("COM1", [name("_HID", eisa_id("PNP0501")), ...])`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 ZERO_OP = 0x00
 ONE_OP = 0x01

@@ -3,13 +3,17 @@ inside the range the loaders' e820/memmap mark reserved (0x9FC00..1 MiB)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from vmm.acpi import AcpiError, MmioDeviceInfo
+from vmm.acpi import AcpiError
 from vmm.acpi import tables
 from vmm.acpi.dsdt import build_dsdt_aml
 from vmm.loader.layout import ACPI_AREA_END, ACPI_RSDP_ADDRESS, IOAPIC_ADDRESS, LAPIC_ADDRESS
-from vmm.loader.ram import GuestMemoryLike
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from vmm.acpi import MmioDeviceInfo
+    from vmm.loader.ram import GuestMemoryLike
 
 TABLE_ALIGNMENT = 16
 

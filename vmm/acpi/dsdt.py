@@ -3,10 +3,14 @@ memory-mapped device (virtio-mmio as `LNRO0005`, which is how Linux's virtio_mmi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from vmm.acpi import AcpiError, MmioDeviceInfo
+from vmm.acpi import AcpiError
 from vmm.acpi import aml
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from vmm.acpi import MmioDeviceInfo
 
 STA_PRESENT_ENABLED_SHOWN_FUNCTIONING = 0x0F
 COM1_PORT = 0x3F8

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 OEM_ID = b"STCKDE"
 OEM_TABLE_ID = b"STCKVMM "

@@ -1,10 +1,12 @@
-"""Format detection and the order of writes for each boot protocol."""
+"""Format detection and the order of writes for each boot protocol.
+
+No pathlib (file names are `vmm.paths.path_text` strings) and no typing at run time: the
+VMM imports this on its start-up path, and start-up time and private memory are product
+targets. The zero page (`bootparams`) is only built for the 64-bit Linux protocol.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from vmm.loader.bootparams import build_zero_page
 from vmm.loader.bzimage import is_bzimage, load_bzimage
 from vmm.loader.e820 import build_memory_map
 from vmm.loader.elf import is_elf, load_elf
@@ -19,12 +21,19 @@ from vmm.loader.layout import (
     ZERO_PAGE_ADDRESS,
 )
 from vmm.loader.pvh import build_pvh_boot_info
-from vmm.loader.ram import GuestMemoryLike
+from vmm.paths import path_text
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from os import PathLike
+
+    from vmm.loader.ram import GuestMemoryLike
 
 
-def _read(path: Path, what: str) -> bytes:
+def _read(path: str, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as stream:
+            return stream.read()
     except FileNotFoundError:
         raise LoaderError(f"{what} not found: {path}") from None
     except IsADirectoryError:
@@ -47,17 +56,17 @@ def _encode_cmdline(cmdline: str, limit: int) -> bytes:
 
 def load_kernel(
     memory: GuestMemoryLike,
-    kernel_path: Path,
+    kernel_path: str | PathLike[str],
     *,
     cmdline: str,
-    initrd_path: Path | None,
+    initrd_path: str | PathLike[str] | None,
     rsdp_address: int | None,
 ) -> KernelEntry:
     """Load the kernel image (format detected from its bytes), the command line and the
     initrd into guest memory, write the protocol's boot information, return the entry."""
-    kernel_path = Path(kernel_path)
+    kernel_path = path_text(kernel_path)
     image = _read(kernel_path, "kernel image")
-    initrd_data = _read(Path(initrd_path), "initrd") if initrd_path is not None else None
+    initrd_data = _read(path_text(initrd_path), "initrd") if initrd_path is not None else None
     if is_bzimage(image):
         loaded = load_bzimage(memory, image, kernel_path)
         header = loaded.header
@@ -93,6 +102,8 @@ def load_kernel(
         for address, blob in blobs.items():
             memory.write(address, blob)
         return KernelEntry("pvh", entry, PVH_START_INFO_ADDRESS)
+    from vmm.loader.bootparams import build_zero_page
+
     zero_page = build_zero_page(
         setup_header=setup_header,
         cmdline_address=CMDLINE_ADDRESS,

@@ -2,17 +2,24 @@
 
 Only the protected-mode part is loaded (at 1 MiB) and entered at +0x200 in long mode; the
 real-mode setup code never runs, so its header is the only part of the setup sectors we use.
+
+Plain classes, not dataclasses: the VMM imports this module (format detection) on its
+start-up path, and start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from pathlib import Path
 
 from vmm.loader.errors import LoaderError
 from vmm.loader.layout import BZIMAGE_64BIT_ENTRY_OFFSET, KERNEL_LOAD_ADDRESS
-from vmm.loader.ram import GuestMemoryLike, require_ram
+from vmm.loader.ram import require_ram
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from os import PathLike
+
+    from vmm.loader.ram import GuestMemoryLike
 
 HEADER_MAGIC = b"HdrS"
 HEADER_MAGIC_OFFSET = 0x202
@@ -24,22 +31,51 @@ MIN_64BIT_PROTOCOL = 0x020C  # xloadflags and the 64-bit entry exist from 2.12 o
 DEFAULT_INITRD_ADDR_MAX = 0x37FFFFFF  # what boot.rst says to assume before protocol 2.03
 
 
-@dataclass(frozen=True)
 class SetupHeader:
     """The fields of `struct setup_header` the loader decides on."""
 
-    raw: bytes  # bytes 0x1F1 .. end of header, copied verbatim into the zero page
-    setup_sects: int
-    version: int
-    loadflags: int
-    code32_start: int
-    initrd_addr_max: int
-    kernel_alignment: int
-    relocatable: bool
-    xloadflags: int
-    cmdline_size: int
-    pref_address: int
-    init_size: int
+    __slots__ = (
+        "raw",
+        "setup_sects",
+        "version",
+        "loadflags",
+        "code32_start",
+        "initrd_addr_max",
+        "kernel_alignment",
+        "relocatable",
+        "xloadflags",
+        "cmdline_size",
+        "pref_address",
+        "init_size",
+    )
+
+    def __init__(
+        self,
+        raw: bytes,
+        setup_sects: int,
+        version: int,
+        loadflags: int,
+        code32_start: int,
+        initrd_addr_max: int,
+        kernel_alignment: int,
+        relocatable: bool,
+        xloadflags: int,
+        cmdline_size: int,
+        pref_address: int,
+        init_size: int,
+    ) -> None:
+        self.raw = raw  # bytes 0x1F1 .. end of header, copied verbatim into the zero page
+        self.setup_sects = setup_sects
+        self.version = version
+        self.loadflags = loadflags
+        self.code32_start = code32_start
+        self.initrd_addr_max = initrd_addr_max
+        self.kernel_alignment = kernel_alignment
+        self.relocatable = relocatable
+        self.xloadflags = xloadflags
+        self.cmdline_size = cmdline_size
+        self.pref_address = pref_address
+        self.init_size = init_size
 
     @property
     def protected_mode_offset(self) -> int:
@@ -50,7 +86,7 @@ def is_bzimage(head: bytes) -> bool:
     return head[HEADER_MAGIC_OFFSET : HEADER_MAGIC_OFFSET + 4] == HEADER_MAGIC
 
 
-def parse_setup_header(image: bytes, path: Path) -> SetupHeader:
+def parse_setup_header(image: bytes, path: str | PathLike[str]) -> SetupHeader:
     if len(image) < 0x270 or not is_bzimage(image):
         raise LoaderError(f"unknown kernel image format: {path}")
     header_end = HEADER_MAGIC_OFFSET + image[0x201]
@@ -99,14 +135,16 @@ def decompression_end(header: SetupHeader, payload_size: int) -> int:
     return max(runs_at + header.init_size, KERNEL_LOAD_ADDRESS + payload_size)
 
 
-@dataclass(frozen=True)
 class LoadedBzImage:
-    header: SetupHeader
-    entry_address: int
-    kernel_end: int
+    __slots__ = ("header", "entry_address", "kernel_end")
+
+    def __init__(self, header: SetupHeader, entry_address: int, kernel_end: int) -> None:
+        self.header = header
+        self.entry_address = entry_address
+        self.kernel_end = kernel_end
 
 
-def load_bzimage(memory: GuestMemoryLike, image: bytes, path: Path) -> LoadedBzImage:
+def load_bzimage(memory: GuestMemoryLike, image: bytes, path: str | PathLike[str]) -> LoadedBzImage:
     header = parse_setup_header(image, path)
     payload = memoryview(image)[header.protected_mode_offset :]
     end = decompression_end(header, len(payload))

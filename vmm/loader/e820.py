@@ -1,23 +1,32 @@
-"""The guest's physical memory map, as both the zero page (e820) and PVH (memmap) carry it."""
+"""The guest's physical memory map, as both the zero page (e820) and PVH (memmap) carry it.
+
+`E820Entry` is a plain value class, not a dataclass: the VMM imports this module on its
+start-up path, and start-up time and private memory are product targets.
+"""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 from vmm.loader.layout import EBDA_START, SYSTEM_AREA_END
+from vmm.value import Value
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 E820_RAM = 1
 E820_RESERVED = 2
 E820_MAX_ENTRIES_ZEROPAGE = 128
 
 
-@dataclass(frozen=True)
-class E820Entry:
-    address: int
-    size: int
-    kind: int
+class E820Entry(Value):
+    __slots__ = ("address", "size", "kind")
+
+    def __init__(self, address: int, size: int, kind: int) -> None:
+        self.address = address
+        self.size = size
+        self.kind = kind
 
     @property
     def end(self) -> int:

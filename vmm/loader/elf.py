@@ -2,17 +2,24 @@
 
 Segments are loaded at their physical addresses (p_paddr), as a vmlinux's PT_LOADs are
 linked to run there before the kernel sets up its own mappings.
+
+Plain classes, not dataclasses: the VMM imports this module on its start-up path, and
+start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from pathlib import Path
 
 from vmm.loader.errors import LoaderError
 from vmm.loader.layout import KERNEL_LOAD_ADDRESS, MMIO32_END
-from vmm.loader.ram import GuestMemoryLike, require_ram
+from vmm.loader.ram import require_ram
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from os import PathLike
+
+    from vmm.loader.ram import GuestMemoryLike
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -24,27 +31,31 @@ XEN_NOTE_NAME = b"Xen"
 XEN_ELFNOTE_PHYS32_ENTRY = 18
 
 
-@dataclass(frozen=True)
 class LoadedElf:
-    entry_address: int  # e_entry: the 64-bit entry
-    pvh_entry_address: int | None  # from the Xen PHYS32_ENTRY note, if any
-    kernel_end: int
+    __slots__ = ("entry_address", "pvh_entry_address", "kernel_end")
+
+    def __init__(self, entry_address: int, pvh_entry_address: int | None, kernel_end: int) -> None:
+        self.entry_address = entry_address  # e_entry: the 64-bit entry
+        self.pvh_entry_address = pvh_entry_address  # from the Xen PHYS32_ENTRY note, if any
+        self.kernel_end = kernel_end
 
 
 def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
-@dataclass(frozen=True)
 class _ProgramHeader:
-    kind: int
-    offset: int
-    paddr: int
-    filesz: int
-    memsz: int
+    __slots__ = ("kind", "offset", "paddr", "filesz", "memsz")
+
+    def __init__(self, kind: int, offset: int, paddr: int, filesz: int, memsz: int) -> None:
+        self.kind = kind
+        self.offset = offset
+        self.paddr = paddr
+        self.filesz = filesz
+        self.memsz = memsz
 
 
-def _program_headers(image: bytes, path: Path) -> tuple[int, list[_ProgramHeader]]:
+def _program_headers(image: bytes, path: str | PathLike[str]) -> tuple[int, list[_ProgramHeader]]:
     if len(image) < 64:
         raise LoaderError(f"ELF kernel {path} is truncated")
     if image[4] != ELFCLASS64 or image[5] != ELFDATA2LSB:
@@ -82,7 +93,7 @@ def _pvh_entry(image: bytes, notes: list[_ProgramHeader]) -> int | None:
     return None
 
 
-def load_elf(memory: GuestMemoryLike, image: bytes, path: Path) -> LoadedElf:
+def load_elf(memory: GuestMemoryLike, image: bytes, path: str | PathLike[str]) -> LoadedElf:
     entry, headers = _program_headers(image, path)
     loads = [header for header in headers if header.kind == PT_LOAD and header.memsz]
     if not loads:

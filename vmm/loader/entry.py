@@ -1,13 +1,19 @@
-"""What the loader hands CPU setup: the protocol, where to enter, where the boot info is."""
+"""What the loader hands CPU setup: the protocol, where to enter, where the boot info is.
+
+A plain value class, not a dataclass: the VMM imports it on its start-up path, and start-up
+time and private memory are product targets.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from vmm.value import Value
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from typing import Literal
 
 
-@dataclass(frozen=True)
-class KernelEntry:
+class KernelEntry(Value):
     """How to start the boot vCPU.
 
     linux64: 64-bit long mode at `entry_address` with RSI = `boot_info_address` (zero page).
@@ -15,6 +21,9 @@ class KernelEntry:
     (hvm_start_info).
     """
 
-    protocol: Literal["linux64", "pvh"]
-    entry_address: int
-    boot_info_address: int
+    __slots__ = ("protocol", "entry_address", "boot_info_address")
+
+    def __init__(self, protocol: Literal["linux64", "pvh"], entry_address: int, boot_info_address: int) -> None:
+        self.protocol = protocol
+        self.entry_address = entry_address
+        self.boot_info_address = boot_info_address

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from vmm.loader.errors import LoaderError
 from vmm.loader.layout import INITRD_ALIGNMENT, MMIO32_START
-from vmm.loader.ram import GuestMemoryLike, low_ram_end
+from vmm.loader.ram import low_ram_end
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from vmm.loader.ram import GuestMemoryLike
 
 
 def place_initrd(memory: GuestMemoryLike, size: int, *, kernel_end: int, address_max: int) -> int:

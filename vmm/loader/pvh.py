@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
 
-from vmm.loader.e820 import E820Entry
 from vmm.loader.errors import LoaderError
 from vmm.loader.layout import (
     PVH_MEMMAP_ADDRESS,
@@ -14,6 +12,12 @@ from vmm.loader.layout import (
     PVH_MODLIST_ADDRESS,
     PVH_START_INFO_ADDRESS,
 )
+
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from vmm.loader.e820 import E820Entry
 
 START_INFO_MAGIC = 0x336EC578
 START_INFO_VERSION = 1

@@ -1,22 +1,27 @@
 """Questions the loaders ask about the guest's RAM regions (any object with the
-GuestMemory interface: `size`, `regions`, `read`, `write`)."""
+GuestMemory interface: `size`, `regions`, `read`, `write`).
+
+`GuestMemoryLike` exists for type checkers only: the VMM imports the loaders on its start-up
+path, and start-up time and private memory are product targets (no typing import).
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from vmm.loader.errors import LoaderError
 
+TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class GuestMemoryLike(Protocol):
-    """What the loaders and ACPI need of vmm.memory.GuestMemory (unit tests pass a fake)."""
+    class GuestMemoryLike(Protocol):
+        """What the loaders and ACPI need of vmm.memory.GuestMemory (unit tests pass a fake)."""
 
-    size: int
-    regions: list[tuple[int, int]]
+        size: int
+        regions: list[tuple[int, int]]
 
-    def read(self, gpa: int, length: int) -> bytes: ...
+        def read(self, gpa: int, length: int) -> bytes: ...
 
-    def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None: ...
+        def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None: ...
 
 
 def containing_region(memory: GuestMemoryLike, start: int, end: int) -> tuple[int, int] | None:

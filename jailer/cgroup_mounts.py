@@ -139,8 +139,8 @@ class CgroupMounts:
         if self._v2_controllers is None:
             path = os.path.join(self.unified(), "cgroup.controllers")
             try:
-                with open(path, encoding="ascii", errors="replace") as controllers:
-                    self._v2_controllers = frozenset(controllers.read().split())
+                with open(path, "rb") as controllers:  # no `encodings.ascii` import (see validation)
+                    self._v2_controllers = frozenset(controllers.read().decode("ascii", "replace").split())
             except OSError as error:
                 raise JailerError(ErrorKind.READ_TO_STRING, path=path, error=os_error_text(error)) from None
         return self._v2_controllers

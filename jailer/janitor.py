@@ -68,7 +68,7 @@ def start_janitor(clean_up: Callable[[int], list[str]]) -> Janitor:
 
 
 def _serve(channel: socket.socket, clean_up: Callable[[int], list[str]]) -> None:
-    import signal
+    import _signal as signal
 
     # Its own session: a Ctrl-C meant for the jailer must not kill the one who cleans up after it.
     os.setsid()

@@ -7,7 +7,6 @@ validation error never needs libc.
 from __future__ import annotations
 
 import ctypes
-import functools
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -35,8 +34,15 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-@functools.cache
+_LIBC: ctypes.CDLL | None = None
+
+
 def _libc() -> ctypes.CDLL:
+    """libc with the prototypes below, loaded once (a global, not `functools.cache`: functools
+    is not otherwise imported on the jailer's start-up path)."""
+    global _LIBC
+    if _LIBC is not None:
+        return _LIBC
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
@@ -45,6 +51,7 @@ def _libc() -> ctypes.CDLL:
     libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    _LIBC = libc
     return libc
 
 

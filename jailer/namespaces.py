@@ -63,7 +63,7 @@ def fork_into_new_pid_namespace(daemonized: bool) -> int:
 
 def kill_child(pid: int) -> None:
     """Stop a child that must not outlive a failed run (the new PID namespace's init)."""
-    import signal
+    import _signal as signal
 
     try:
         os.kill(pid, signal.SIGKILL)

@@ -30,15 +30,21 @@ _MAX_CAPABILITY = 63
 
 
 def harden_capabilities() -> None:
-    """Empty bounding and ambient sets, lock the securebits, set no_new_privs (still root)."""
-    import prctl
+    """Empty bounding and ambient sets, lock the securebits, set no_new_privs (still root).
+
+    Through python-prctl's C module `_prctl`: `prctl.capbset_drop(c)` and
+    `prctl.set_no_new_privs(1)` are exactly `_prctl.prctl(PR_CAPBSET_DROP, c)` and
+    `_prctl.prctl(PR_SET_NO_NEW_PRIVS, 1)` (same checks, same errors), and the `prctl`
+    wrapper module costs ~2 ms to import.
+    """
+    import _prctl
 
     from jailer import libc
 
     try:
         for capability in range(_MAX_CAPABILITY + 1):
             try:
-                prctl.capbset_drop(capability)
+                _prctl.prctl(_prctl.PR_CAPBSET_DROP, capability)
             except (OSError, ValueError) as error:
                 # EINVAL marks the first capability this kernel does not know: the set is empty.
                 if getattr(error, "errno", 22) == 22:
@@ -46,7 +52,7 @@ def harden_capabilities() -> None:
                 raise
         libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
         libc.prctl(libc.PR_SET_SECUREBITS, LOCKED_SECUREBITS)
-        prctl.set_no_new_privs(1)
+        _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
     except OSError as error:
         raise JailerError(ErrorKind.CAPABILITIES, detail=os_error_text(error)) from None
 

@@ -12,15 +12,21 @@ from __future__ import annotations
 import os
 
 
+def has_terminal() -> bool:
+    """Whether any standard stream is a terminal (only then is `termios` needed)."""
+    return any(os.isatty(fd) for fd in (0, 1, 2))
+
+
 def drop_controlling_terminal() -> None:
+    import _signal as signal
+
     import fcntl
-    import signal
-    import termios
 
     session_leader = os.getsid(0) == os.getpid()
     for fd in (0, 1, 2):
         if not os.isatty(fd):
             continue
+        import termios  # preloaded by the jailer when a stream is a terminal
         # A session leader giving up its terminal makes the kernel send SIGHUP (and SIGCONT)
         # to the terminal's foreground group, which includes this process: ignore it meanwhile.
         previous = signal.signal(signal.SIGHUP, signal.SIG_IGN) if session_leader else None

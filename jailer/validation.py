@@ -194,9 +194,12 @@ def userfaultfd_minor(misc_text: str) -> int | None:
 
 
 def read_userfaultfd_minor() -> int | None:
+    # Bytes decoded by hand: bytes.decode("ascii") is built in, while a text-mode open with
+    # encoding="ascii" imports the `encodings.ascii` codec module. splitlines() makes the
+    # text layer's newline translation irrelevant.
     try:
-        with open("/proc/misc", encoding="ascii", errors="replace") as misc:
-            return userfaultfd_minor(misc.read())
+        with open("/proc/misc", "rb") as misc:
+            return userfaultfd_minor(misc.read().decode("ascii", "replace"))
     except OSError:
         return None
 

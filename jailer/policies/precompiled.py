@@ -155,13 +155,19 @@ def decode(data: bytes, key: bytes) -> bytes | None:
 
 
 def _trusted(info: os.stat_result) -> bool:
-    """A regular file owned by root or the running euid, writable by its owner only."""
+    """A regular file owned by root or the running euid, writable by its owner only.
+
+    The owner is compared with root first, then with the real uid, and only when that matches
+    too with the euid: the jailed VMM runs under the `jail` category, which allows getuid(2)
+    but not geteuid(2) (a violation there ends the VMM), and a store bound into a jail is
+    root's. A file owned by the real but not the effective uid is refused.
+    """
     import stat
 
     return (
         stat.S_ISREG(info.st_mode)
-        and info.st_uid in (0, os.geteuid())
         and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        and (info.st_uid == 0 or info.st_uid == os.getuid() == os.geteuid())
     )
 
 

@@ -234,3 +234,20 @@ def test_the_vmm_compiles_when_one_category_is_not_stored(own_store: Path) -> No
     path = policies.shipped_policy_file("vmm")
     programs = vmm_seccomp.compile_filters(None, ["vmm", "api"])
     assert programs == {"vmm": _compiled(path, "vmm"), "api": _compiled(path, "api")}
+
+
+def test_loading_stored_programs_stays_inside_the_jail_category(store: Path) -> None:
+    # The jailed VMM reads its stored programs under the outer `jail` filter (default: trap):
+    # any system call that category does not allow (geteuid, say) would end it with SIGSYS.
+    code = (
+        "from jailer.policies import precompiled, loader\n"
+        f"precompiled.STORE_DIR = {str(store)!r}\n"
+        "from vmm import seccomp\n"
+        "jail = open(precompiled.STORE_DIR + '/vmm.jail.x86_64.bpf', 'rb').read()[precompiled.HEADER_SIZE:]\n"
+        "loader.install_filter(jail, all_threads=True)\n"
+        "programs = seccomp.compile_filters(None, ['vmm', 'vcpu', 'api'])\n"
+        "print(sorted(programs))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout == "['api', 'vcpu', 'vmm']\n"

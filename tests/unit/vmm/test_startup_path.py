@@ -1,8 +1,8 @@
 """What the VMM's `--no-api` start path imports: no dataclasses, pathlib or typing.
 
 Start-up time and private memory are product targets. `re` and `enum` stay (json, which
-reads the config, imports them); the per-thread filters' compiler (`vmm.seccomp`,
-`jailer.policies`) is covered by tests/unit/policies/test_startup_path.py.
+reads the config, imports them). Loading or compiling the per-thread filters
+(`jailer.policies`) is covered by tests/unit/policies/test_startup_path.py.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from pathlib import Path
 from support.vmm import HANG, write_config, write_guest
 
 # Everything `vmm --config-file F --no-api` imports up to its first KVM call: what `cli._run`
-# imports, the config and log/metrics sinks, then what `builder.build_machine` and
-# `builder._load_guest` import, with the ACPI tables and a PVH kernel really loaded.
+# imports (vmm.seccomp with filters on), the config and log/metrics sinks, then what
+# `builder.build_machine` and `builder._load_guest` import, with the ACPI tables and a PVH
+# kernel really loaded.
 START_PATH = """
 import sys
 from vmm import cli
 arguments = cli.parse_arguments(sys.argv[1:])
-from vmm import builder, threads
+from vmm import builder, seccomp, threads
 from vmm.config import load_config
 from vmm.logger import Logger
 from vmm.metrics import Metrics

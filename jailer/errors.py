@@ -8,17 +8,9 @@ numbers are rendered the way a Rust binary linked against musl renders them:
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from enum import Enum as _KindBase  # how type checkers see ErrorKind: an enum of templates
-    from typing import TypeVar
-
-    _T = TypeVar("_T")
-else:
-    _KindBase = object
 
 # musl's strerror texts (Firecracker's release jailer is a static musl binary), for the errnos
 # jailer code paths can produce. ELOOP follows the reference document, which records
@@ -84,28 +76,8 @@ def os_error_text(err: OSError | int) -> str:
     return f"{strerror_text(number)} (os error {number})"
 
 
-def _members(cls: type[_T]) -> type[_T]:
-    """Turn each `NAME = (template[, unquoted])` of the class body into a member: an instance
-    with `.name`, `.template` and `.unquoted`, compared by identity, listed in `__members__`."""
-    members = {}
-    for name, value in list(vars(cls).items()):
-        if name.isupper() and isinstance(value, tuple):
-            member = object.__new__(cls)
-            member.__init__(*value)  # type: ignore[misc]
-            member.name = name  # type: ignore[attr-defined]
-            setattr(cls, name, member)
-            members[name] = member
-    cls.__members__ = members  # type: ignore[attr-defined]
-    return cls
-
-
-@_members
-class ErrorKind(_KindBase):
+class ErrorKind(enum.Enum):
     """Each failure the jailer reports, with its exact message template.
-
-    An enum for type checkers, a plain class at run time: building a 70-member `enum.Enum`
-    (and importing `enum`) costs milliseconds on every jailer start, and only the members'
-    identity, `name`, `template` and `unquoted` are ever used.
 
     Template fields (keyword arguments of `JailerError`):
       ``path``/``src``/``dst``: a filesystem path; ``error``: an OS error already rendered by
@@ -116,12 +88,6 @@ class ErrorKind(_KindBase):
     Members marked ``unquoted=True`` reproduce Firecracker's `format!("{:?}").replace('"', "")`
     messages, so every double quote (even one inside a path) is removed from the final text.
     """
-
-    if not TYPE_CHECKING:
-        __slots__ = ("name", "template", "unquoted")
-
-        def __repr__(self) -> str:
-            return f"<ErrorKind.{self.name}>"
 
     def __init__(self, template: str, unquoted: bool = False) -> None:
         self.template = template

@@ -78,13 +78,7 @@ def _stored_filters(policy_path: Path | None, categories: list[str]) -> dict[str
         path = os.fspath(policy_path) if policy_path is not None else shipped_policy_file("vmm")
     except PolicyError:
         return None  # the compile path reports it
-    programs = {}
-    for name in categories:
-        program = precompiled.load(str(path), name, "x86_64")
-        if program is None:
-            return None
-        programs[name] = program
-    return programs
+    return precompiled.load_categories(path, categories, "x86_64")
 
 
 def install(program: bytes) -> None:

@@ -194,12 +194,25 @@ def load(policy_path: str, category: str, arch: str = "x86_64", store: str | Non
     Never raises: any problem (no store, a foreign or damaged file, an unreadable policy, no
     `_blake2`) means None, and the caller compiles as it would without a store.
     """
+    programs = load_categories(policy_path, [category], arch, store)
+    return None if programs is None else programs[category]
+
+
+def load_categories(policy_path: str, categories: Sequence[str], arch: str = "x86_64",
+                    store: str | None = None) -> dict[str, bytes] | None:
+    """`load` for several categories of one policy, reading the policy once: every program,
+    or None unless all of them are fresh."""
     try:
-        path = store_path(policy_name(policy_path), category, arch, store)
-        data = read_stored(path)
-        if data is None:
-            return None
-        return decode(data, freshness_key(_read_file(policy_path), category, arch))
+        source = _read_file(policy_path)
+        name = policy_name(policy_path)
+        programs = {}
+        for category in categories:
+            data = read_stored(store_path(name, category, arch, store))
+            program = None if data is None else decode(data, freshness_key(source, category, arch))
+            if program is None:
+                return None
+            programs[category] = program
+        return programs
     except (OSError, ValueError, ImportError):
         return None
 

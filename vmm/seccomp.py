@@ -89,25 +89,11 @@ def install(program: bytes) -> None:
 
 
 def syscall_names() -> list[str]:
-    """Number → name for x86_64, computed before any filter (the handler must not look up).
+    """Number → name for x86_64, computed before any filter (the handler must not look up):
+    the policy toolchain's libseccomp resolution, one name per number."""
+    from jailer.policies.syscalls import name
 
-    Straight from libseccomp's table with one library handle (a few ms for 512 numbers).
-    """
-    libseccomp = ctypes.CDLL("libseccomp.so.2")
-    resolve = libseccomp.seccomp_syscall_resolve_num_arch
-    resolve.argtypes = [ctypes.c_uint32, ctypes.c_int]
-    resolve.restype = ctypes.c_void_p
-    free = ctypes.CDLL(None).free
-    free.argtypes = [ctypes.c_void_p]
-    names = []
-    for number in range(SYSCALL_TABLE_SIZE):
-        pointer = resolve(AUDIT_ARCH_X86_64, number)
-        if pointer:
-            names.append(ctypes.string_at(pointer).decode())
-            free(pointer)
-        else:
-            names.append(f"syscall_{number}")
-    return names
+    return [name(number) or f"syscall_{number}" for number in range(SYSCALL_TABLE_SIZE)]
 
 
 class ViolationReporter:

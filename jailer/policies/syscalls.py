@@ -52,11 +52,11 @@ _preload()
 
 
 def check_arch(arch: str) -> int:
-    from jailer.policies.errors import PolicyError
-
     try:
         return AUDIT_ARCH[arch]
     except KeyError:
+        from jailer.policies.errors import PolicyError
+
         raise PolicyError(f"unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})") from None
 
 
@@ -74,8 +74,17 @@ def name(nr: int, arch: str = "x86_64") -> str | None:
     if not pointer:
         return None
     text = ctypes.string_at(pointer).decode()
-    ctypes.CDLL(None).free(ctypes.c_void_p(pointer))
+    _free()(pointer)
     return text
+
+
+@functools.cache
+def _free() -> ctypes._CFuncPtr:
+    """libc's free, for the names libseccomp allocates (resolved once, not per name)."""
+    free = ctypes.CDLL(None).free
+    free.argtypes = [ctypes.c_void_p]
+    free.restype = None
+    return free
 
 
 def is_known(name_: str) -> bool:

@@ -206,8 +206,10 @@ def _release_free_heap() -> None:
     where the C library has none."""
     import ctypes
 
+    from vmm.libc import libc
+
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        trim = libc.malloc_trim
     except AttributeError:
         return
     trim.argtypes = [ctypes.c_size_t]

@@ -132,7 +132,8 @@ class ViolationReporter:
 
     def install(self) -> None:
         """sigaction(SIGSYS, SA_SIGINFO) in the calling (main) thread, before any filter."""
-        libc = ctypes.CDLL(None, use_errno=True)
+        from vmm.libc import libc
+
         action = _Sigaction()
         action.sa_sigaction = ctypes.cast(self._callback, ctypes.c_void_p).value
         action.sa_flags = SA_SIGINFO

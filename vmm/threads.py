@@ -3,12 +3,10 @@ show); Python's threading names are not visible to the kernel."""
 
 from __future__ import annotations
 
-import ctypes
+from vmm.libc import libc
 
 PR_SET_NAME = 15
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def set_os_thread_name(name: str) -> None:
-    _libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)

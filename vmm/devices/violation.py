@@ -20,11 +20,11 @@ MAIN_THREAD_WAIT_SECONDS = 5.0
 
 
 def _bind_socket() -> Callable[[int, int, int], int]:
-    import ctypes
-
     # Bound at import (in the main thread, before any filter) so the violation is the
     # socket() call itself, not the imports or library loads a lazy binding would do.
-    function = ctypes.CDLL(None, use_errno=True).socket
+    from vmm.libc import libc
+
+    function = libc.socket
     function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     function.restype = ctypes.c_int
     return function

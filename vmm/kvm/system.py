@@ -14,13 +14,13 @@ import os
 
 from vmm.errors import KvmError
 from vmm.kvm import ioctls, structs
+from vmm.libc import libc
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_ioctl_ptr = _libc.ioctl
+_ioctl_ptr = libc.ioctl
 _ioctl_ptr.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 _ioctl_ptr.restype = ctypes.c_int
 _ioctl_int = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, use_errno=True)(
-    ("ioctl", _libc)
+    ("ioctl", libc)
 )
 
 

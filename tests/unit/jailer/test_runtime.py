@@ -174,17 +174,25 @@ def test_plan_collapses_full_directories_and_covered_files(tmp_path: Path) -> No
     assert targets == sorted([str(full), str(partial / "a.py"), str(package)])
 
 
+class CountedCompute:
+    """Stands in for `runtime._compute` with a cache under tmp_path: one bind of `source`,
+    and the interpreters it was asked about in `calls`."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.source = tmp_path / "lib.py"
+        self.calls: list[str] = []
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.setattr(runtime, "_compute", self)
+
+    def __call__(self, interpreter: str, modules: object, keep_symlinks: bool, ldconfig: bool) -> list[tuple[Path, Path]]:
+        self.calls.append(interpreter)
+        return [(self.source, Path("/jail/lib.py"))]
+
+
 def test_binds_are_cached_and_recomputed_when_a_source_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = tmp_path / "lib.py"
+    compute = CountedCompute(tmp_path, monkeypatch)
+    source, calls = compute.source, compute.calls
     source.write_text("x = 1\n")
-    calls = []
-
-    def fake_compute(interpreter: str, modules: object, keep_symlinks: bool, ldconfig: bool) -> list[tuple[Path, Path]]:
-        calls.append(interpreter)
-        return [(source, Path("/jail/lib.py"))]
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(runtime, "_compute", fake_compute)
     first = runtime.python_runtime_binds(Path("/usr/bin/python3"), ("x",))
     second = runtime.python_runtime_binds(Path("/usr/bin/python3"), ("x",))
     assert first == second == [(source, Path("/jail/lib.py"))] and len(calls) == 1
@@ -196,18 +204,10 @@ def test_binds_are_cached_and_recomputed_when_a_source_changes(tmp_path: Path, m
 
 
 def test_a_cache_file_others_can_write_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = tmp_path / "lib.py"
-    source.write_text("")
-    calls = []
-
-    def fake_compute(interpreter: str, modules: object, keep_symlinks: bool, ldconfig: bool) -> list[tuple[Path, Path]]:
-        calls.append(interpreter)
-        return [(source, Path("/jail/lib.py"))]
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(runtime, "_compute", fake_compute)
+    compute = CountedCompute(tmp_path, monkeypatch)
+    compute.source.write_text("")
     runtime.python_runtime_binds(Path("/usr/bin/python3"), ("x",))
     (cache_file,) = (tmp_path / "cache" / "stockade" / "python-runtime").iterdir()
     cache_file.chmod(0o666)
     runtime.python_runtime_binds(Path("/usr/bin/python3"), ("x",))
-    assert len(calls) == 2
+    assert len(compute.calls) == 2

@@ -5,9 +5,6 @@ tables, then the kernel; devices on the buses; vCPUs configured for the entry pr
 `Machine.run` then compiles nothing (filters are compiled before the build finishes),
 starts the vCPU threads, installs the main thread's filter and serves events until a
 `Stop` arrives.
-
-`VmmOptions` and `Machine` are plain classes with ``__slots__``, not dataclasses: this module
-is on the start-up path, and start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from vmm.logger import Logger
 from vmm.memory import BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE, GuestMemory
 from vmm.metrics import Metrics
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from vmm.devices.serial import Serial
     from vmm.vcpu import VcpuThread

@@ -3,9 +3,7 @@
 Devices see offsets relative to their base and know nothing of KVM; unclaimed reads
 return zeros and unclaimed writes are dropped, as on a real ISA bus (the Linux kernel
 probes ports nothing answers).
-
-No dataclasses or typing at run time (`BusDevice` exists for type checkers only): this module
-is on the start-up path, and start-up time and private memory are product targets.
+`BusDevice` exists for type checkers only (start-up path: see `vmm`).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from __future__ import annotations
 import bisect
 import threading
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from typing import Protocol
 

@@ -4,10 +4,6 @@ Firecracker-compatible where it applies: `vmm --config-file FILE --no-api` boots
 Firecracker-format JSON and accepts the options the Firecracker jailer passes on.
 Errors are one line on stderr and Firecracker's exit codes (152 bad configuration, 153
 bad arguments, 148 seccomp violation, 1 other failures).
-
-Start-up time and private memory are product targets, so this module and everything the
-`--no-api` start path imports avoid dataclasses, pathlib and typing at run time (plain
-classes with ``__slots__``, type-only imports under ``TYPE_CHECKING``).
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     import socket
 

@@ -21,7 +21,7 @@ import stat
 from vmm.errors import ConfigError
 from vmm.paths import path_text
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from typing import Any
 

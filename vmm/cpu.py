@@ -2,8 +2,8 @@
 descriptor tables and page tables for the two entry protocols (64-bit Linux, 32-bit PVH).
 
 The CPUID normalisation and register values follow Firecracker's documented boot protocol
-so that guests see the same machine they would under Firecracker. No typing at run time
-(`Memory` exists for type checkers only): start-up time and private memory are product targets.
+so that guests see the same machine they would under Firecracker. `Memory` exists for type
+checkers only (start-up path: see `vmm`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import struct
 
 from vmm.kvm.structs import CpuidEntry2, Fpu, Regs, Segment, Sregs
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from typing import Protocol
 

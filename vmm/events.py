@@ -2,9 +2,6 @@
 
 The main thread sleeps in poll() on a pipe; posting writes one byte to it. Stops are
 first-come: the first reason recorded is the one reported.
-
-`Stop` is a plain class, not a dataclass: this module is on the start-up path, and start-up
-time and private memory are product targets.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import threading
 
 from vmm.value import Value
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -2,8 +2,8 @@
 
 The configuration and the loaders name files in one-line messages; they used to hold
 `pathlib.Path` objects, whose import (with urllib.parse, fnmatch and re) cost the VMM's
-start-up path ~7 ms. Start-up time and private memory are product targets, so these modules
-keep plain strings instead, normalised as `Path` would so that every message is unchanged.
+start-up path ~7 ms (see `vmm`). They keep plain strings instead, normalised as `Path` would
+so that every message is unchanged.
 """
 
 from __future__ import annotations

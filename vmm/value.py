@@ -1,7 +1,7 @@
 """`Value`: equality, hash and repr from ``__slots__``, for the few value classes compared.
 
 What frozen dataclasses gave them, without importing dataclasses (with inspect, ast, dis,
-tokenize) on the VMM's start-up path: start-up time and private memory are product targets.
+tokenize) on the VMM's start-up path (see `vmm`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from vmm.errors import VmmError
 from vmm.events import EventQueue, Stop
 from vmm.kvm import ioctls
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from vmm.bus import Bus
     from vmm.kvm.system import Vcpu

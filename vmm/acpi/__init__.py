@@ -3,13 +3,12 @@
 A stock kernel without MP-table parsing learns its CPUs and IOAPIC only from the MADT, and
 finds virtio-mmio devices only through `LNRO0005` nodes in the DSDT, so these are written
 for every boot. The VMM builder calls this before the loader and passes the RSDP address on.
-`MmioDeviceInfo` is a plain class, not a dataclass: this is on the VMM's start-up path, and
-start-up time and private memory are product targets.
+`MmioDeviceInfo` is a plain class (start-up path: see `vmm`).
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

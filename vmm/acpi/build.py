@@ -8,7 +8,7 @@ from vmm.acpi import tables
 from vmm.acpi.dsdt import build_dsdt_aml
 from vmm.loader.layout import ACPI_AREA_END, ACPI_RSDP_ADDRESS, IOAPIC_ADDRESS, LAPIC_ADDRESS
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

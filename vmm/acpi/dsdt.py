@@ -6,7 +6,7 @@ from __future__ import annotations
 from vmm.acpi import AcpiError
 from vmm.acpi import aml
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

@@ -1,15 +1,12 @@
 """Firecracker's boot-timer device: the guest writes the byte 123 at offset 0 when it has
 booted, and the VMM logs the wall and CPU time since the VM build started.
-
-`Timestamp` is a plain class, not a dataclass: the VMM imports this module on its start-up
-path, and start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
 
 import time
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Callable
 

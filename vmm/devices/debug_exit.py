@@ -3,7 +3,7 @@ status (v << 1) | 1, so test guests can report pass/fail through the exit status
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Callable
 

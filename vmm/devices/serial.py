@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Callable
 

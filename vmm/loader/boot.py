@@ -23,7 +23,7 @@ from vmm.loader.layout import (
 from vmm.loader.pvh import build_pvh_boot_info
 from vmm.paths import path_text
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from os import PathLike
 

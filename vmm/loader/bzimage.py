@@ -2,9 +2,6 @@
 
 Only the protected-mode part is loaded (at 1 MiB) and entered at +0x200 in long mode; the
 real-mode setup code never runs, so its header is the only part of the setup sectors we use.
-
-Plain classes, not dataclasses: the VMM imports this module (format detection) on its
-start-up path, and start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from vmm.loader.errors import LoaderError
 from vmm.loader.layout import BZIMAGE_64BIT_ENTRY_OFFSET, KERNEL_LOAD_ADDRESS
 from vmm.loader.ram import require_ram
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from os import PathLike
 

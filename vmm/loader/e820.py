@@ -1,8 +1,4 @@
-"""The guest's physical memory map, as both the zero page (e820) and PVH (memmap) carry it.
-
-`E820Entry` is a plain value class, not a dataclass: the VMM imports this module on its
-start-up path, and start-up time and private memory are product targets.
-"""
+"""The guest's physical memory map, as both the zero page (e820) and PVH (memmap) carry it."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ import struct
 from vmm.loader.layout import EBDA_START, SYSTEM_AREA_END
 from vmm.value import Value
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Iterable
 

@@ -2,9 +2,6 @@
 
 Segments are loaded at their physical addresses (p_paddr), as a vmlinux's PT_LOADs are
 linked to run there before the kernel sets up its own mappings.
-
-Plain classes, not dataclasses: the VMM imports this module on its start-up path, and
-start-up time and private memory are product targets.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from vmm.loader.errors import LoaderError
 from vmm.loader.layout import KERNEL_LOAD_ADDRESS, MMIO32_END
 from vmm.loader.ram import require_ram
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from os import PathLike
 

@@ -1,14 +1,10 @@
-"""What the loader hands CPU setup: the protocol, where to enter, where the boot info is.
-
-A plain value class, not a dataclass: the VMM imports it on its start-up path, and start-up
-time and private memory are product targets.
-"""
+"""What the loader hands CPU setup: the protocol, where to enter, where the boot info is."""
 
 from __future__ import annotations
 
 from vmm.value import Value
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from typing import Literal
 

@@ -7,7 +7,7 @@ from vmm.loader.errors import LoaderError
 from vmm.loader.layout import INITRD_ALIGNMENT, MMIO32_START
 from vmm.loader.ram import low_ram_end
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from vmm.loader.ram import GuestMemoryLike
 

@@ -13,7 +13,7 @@ from vmm.loader.layout import (
     PVH_START_INFO_ADDRESS,
 )
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

@@ -1,15 +1,14 @@
 """Questions the loaders ask about the guest's RAM regions (any object with the
 GuestMemory interface: `size`, `regions`, `read`, `write`).
 
-`GuestMemoryLike` exists for type checkers only: the VMM imports the loaders on its start-up
-path, and start-up time and private memory are product targets (no typing import).
+`GuestMemoryLike` exists for type checkers only (start-up path: see `vmm`).
 """
 
 from __future__ import annotations
 
 from vmm.loader.errors import LoaderError
 
-TYPE_CHECKING = False  # typing itself is not imported: this module is on the start-up path
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from typing import Protocol
 

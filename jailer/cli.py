@@ -75,6 +75,10 @@ class JailRun:
             import termios  # noqa: F401
         if self.config.daemonize:
             from jailer import daemonize  # noqa: F401
+        if self.config.seccomp is not None and self.config.seccomp.program is not None:
+            from jailer.policies import loader
+
+            loader.prepare()
         libc._libc()
 
     def run(self) -> None:

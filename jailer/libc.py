@@ -132,30 +132,3 @@ def get_capability_sets() -> dict[str, int]:
         "CapPrm": data[0].permitted | data[1].permitted << 32,
         "CapInh": data[0].inheritable | data[1].inheritable << 32,
     }
-
-
-SYS_SECCOMP = 317
-SECCOMP_SET_MODE_FILTER = 1
-SECCOMP_FILTER_FLAG_TSYNC = 1
-_SOCK_FILTER_SIZE = 8
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def install_seccomp_filter(program: bytes, *, all_threads: bool) -> None:
-    """seccomp(SECCOMP_SET_MODE_FILTER) of a raw `struct sock_filter` array.
-
-    Done here with nothing but ctypes because it runs inside the jail, after pivot_root, where
-    no module can be imported any more. With TSYNC a positive result names a thread that could
-    not be synchronised.
-    """
-    if not program or len(program) % _SOCK_FILTER_SIZE:
-        raise OSError(22, "")
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // _SOCK_FILTER_SIZE, ctypes.cast(buffer, ctypes.c_void_p))
-    flags = SECCOMP_FILTER_FLAG_TSYNC if all_threads else 0
-    result = _check(_libc().syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog)))
-    if result > 0:
-        raise OSError(16, "")  # EBUSY-like: thread `result` kept another filter

@@ -3,8 +3,8 @@
 A program `jailer-policy precompile` stored for the policy's exact content is used as it is
 (`jailer.policies.precompiled`); only without one is the policy parsed and compiled here.
 
-Installing uses the jailer's own ctypes call rather than the toolchain's loader: it runs inside
-the jail after pivot_root, where nothing can be imported any more.
+Installing goes through the toolchain's loader (`jailer.policies.loader`), which the jailer
+imports and prepares before pivot_root: inside the jail nothing can be imported any more.
 
 Compiling happens before anything is created on disk and before pivot_root, because the policy
 file and libseccomp live outside the jail; installing happens after the privilege drop, right
@@ -117,10 +117,10 @@ def install(choice: SeccompChoice) -> None:
     """Install the compiled filter process-wide (nothing for `--no-seccomp`)."""
     if choice.program is None:
         return
-    from jailer import libc
+    from jailer.policies.loader import install_filter
 
     try:
-        libc.install_seccomp_filter(choice.program, all_threads=True)
+        install_filter(choice.program, all_threads=True)
     except OSError as error:
         from jailer.errors import os_error_text
 

@@ -14,10 +14,10 @@ spells them (what ``str(pathlib.Path(...))`` gives), not `pathlib.Path` objects.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 
+from vmm import jsontext
 from vmm.errors import ConfigError
 from vmm.paths import path_text
 
@@ -394,8 +394,8 @@ def load_config(path: str | os.PathLike[str]) -> VmConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {getattr(error, 'strerror', None) or error}") from None
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
+        document = jsontext.loads(text)
+    except jsontext.JsonError as error:
         raise ConfigError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None

@@ -3,10 +3,10 @@ at exit and when a seccomp violation kills the process."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections import Counter
+
+from vmm import jsontext
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class Metrics:
     def __init__(self, fd: int | None = None) -> None:
         self.fd = fd
-        self.counters: Counter[str] = Counter()
+        self.counters: dict[str, int] = {}
         self._sources: list[Callable[[], dict[str, int]]] = []
 
     @classmethod
@@ -30,13 +30,14 @@ class Metrics:
         self._sources.append(source)
 
     def increment(self, name: str, amount: int = 1) -> None:
-        self.counters[name] += amount
+        self.counters[name] = self.counters.get(name, 0) + amount
 
     def snapshot(self) -> dict[str, object]:
         groups: dict[str, dict[str, int]] = {}
-        totals = Counter(self.counters)
+        totals = dict(self.counters)
         for source in self._sources:
-            totals.update(source())
+            for name, value in source().items():
+                totals[name] = totals.get(name, 0) + value
         for name, value in sorted(totals.items()):
             if not value:
                 continue
@@ -47,7 +48,7 @@ class Metrics:
     def flush(self) -> None:
         if self.fd is None:
             return
-        data = (json.dumps(self.snapshot(), separators=(",", ":")) + "\n").encode()
+        data = (jsontext.dumps(self.snapshot()) + "\n").encode()
         try:
             os.write(self.fd, data)
         except OSError:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from vmm.errors import ConfigError, VmmError
+from vmm.threads import Lock, Thread
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
@@ -71,7 +71,7 @@ class ApiState:
         self.version = version
         self.document: dict[str, Any] = dict(document or {})
         self.started = document is not None
-        self.lock = threading.Lock()
+        self.lock = Lock()
 
     def info(self) -> dict[str, Any]:
         state = "Running" if self.started else "Not started"
@@ -118,7 +118,7 @@ def _check_section(parse_config: Callable[[Any], Any], candidate: dict[str, Any]
         raise ApiError(str(error)) from None
 
 
-class ApiServer(threading.Thread):
+class ApiServer(Thread):
     """Serves one client connection at a time (keep-alive), in the `api` thread."""
 
     def __init__(
@@ -130,7 +130,7 @@ class ApiServer(threading.Thread):
         flush_metrics: Callable[[], None],
         filter_program: bytes | None,
     ) -> None:
-        super().__init__(name="api", daemon=True)
+        super().__init__("api")
         self.server = server
         self.state = state
         self.start_instance = start_instance
@@ -138,9 +138,6 @@ class ApiServer(threading.Thread):
         self.filter_program = filter_program
 
     def run(self) -> None:
-        from vmm.threads import set_os_thread_name
-
-        set_os_thread_name("api")
         if self.filter_program is not None:
             from vmm import seccomp
 

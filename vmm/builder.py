@@ -9,9 +9,9 @@ starts the vCPU threads, installs the main thread's filter and serves events unt
 
 from __future__ import annotations
 
+import _signal
 import os
 import select
-import signal
 
 from vmm.bus import Bus
 from vmm.config import VmConfig, check_resources
@@ -31,8 +31,9 @@ TSS_ADDRESS = 0xFFFB_D000
 COM1_PORT, COM1_SIZE, COM1_GSI = 0x3F8, 8, 4
 I8042_PORT, I8042_SIZE, I8042_GSI = 0x60, 5, 1
 DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off"
-KICK_SIGNAL = signal.SIGUSR1
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+KICK_SIGNAL = _signal.SIGUSR1
+# `_signal`, not `signal`: the latter's enums import `enum` (start-up path: see `vmm`).
+STOP_SIGNAL_NAMES = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT", _signal.SIGHUP: "SIGHUP"}
 METRICS_FLUSH_INTERVAL_MS = 60_000  # Firecracker's periodic metrics flush
 STDIN_FD = 0
 SERIAL_OUT_FD = 1
@@ -101,9 +102,9 @@ class Machine:
         from vmm.threads import set_os_thread_name
 
         set_os_thread_name("vmm")
-        signal.signal(KICK_SIGNAL, lambda _signum, _frame: None)
-        for stop_signal in STOP_SIGNALS:
-            signal.signal(stop_signal, self._on_stop_signal)
+        _signal.signal(KICK_SIGNAL, lambda _signum, _frame: None)
+        for stop_signal in STOP_SIGNAL_NAMES:
+            _signal.signal(stop_signal, self._on_stop_signal)
         if self.description:
             self.logger.info(self.description)
         saved_terminal = self._raw_terminal()
@@ -142,7 +143,7 @@ class Machine:
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
         """SIGTERM/SIGINT/SIGHUP stop the VM like a guest exit would: threads stopped, logs and
         metrics flushed, status 128 + signal number."""
-        name = signal.Signals(signum).name
+        name = STOP_SIGNAL_NAMES[signum]
         self.events.post_stop(Stop(128 + signum, f"received {name}: stopping the VM", "Warning"))
 
     def _event_loop(self) -> Stop:
@@ -189,7 +190,7 @@ class Machine:
         for thread in self.vcpus:
             if thread.is_alive() and thread.ident is not None:
                 try:
-                    signal.pthread_kill(thread.ident, KICK_SIGNAL)
+                    _signal.pthread_kill(thread.ident, KICK_SIGNAL)
                 except ProcessLookupError:
                     pass
         for thread in self.vcpus:

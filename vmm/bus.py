@@ -9,7 +9,8 @@ probes ports nothing answers).
 from __future__ import annotations
 
 import bisect
-import threading
+
+from vmm.threads import Lock
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class _Range:
         self.base = base
         self.length = length
         self.device = device
-        self.lock = threading.Lock()
+        self.lock = Lock()
 
 
 class Bus:
@@ -78,7 +79,7 @@ class Bus:
             return candidate
         return None
 
-    def lock_for(self, address: int) -> threading.Lock:
+    def lock_for(self, address: int) -> Lock:
         """The lock serialising the device at ``address``, for host-side access (e.g. input)."""
         found = self._find(address, 1)
         if found is None:

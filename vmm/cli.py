@@ -255,6 +255,7 @@ def _open_metrics(arguments: Arguments, config: VmConfig | None) -> Metrics:
 
 def _install_reporter(outputs: Outputs) -> None:
     from vmm import seccomp
+    from vmm.threads import current_name
 
     def report(line: str) -> None:
         logger = outputs.logger
@@ -264,7 +265,7 @@ def _install_reporter(outputs: Outputs) -> None:
 
     seccomp.ViolationReporter(
         seccomp.syscall_names(),
-        seccomp.current_thread_name,
+        current_name,
         report,
         lambda: outputs.metrics.flush(),
         lambda: outputs.metrics.increment("seccomp.num_faults"),

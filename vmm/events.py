@@ -7,8 +7,8 @@ first-come: the first reason recorded is the one reported.
 from __future__ import annotations
 
 import os
-import threading
 
+from vmm.threads import Lock
 from vmm.value import Value
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
@@ -30,7 +30,7 @@ class Stop(Value):
 class EventQueue:
     def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._lock = threading.Lock()
+        self._lock = Lock()
         self._calls: list[Callable[[], None]] = []
         self.stop: Stop | None = None
 

@@ -7,8 +7,9 @@ Lines look like Firecracker's: `<UTC time> [<id>:<thread>:<LEVEL>] message`.
 from __future__ import annotations
 
 import os
-import threading
 import time
+
+from vmm.threads import current_name
 
 LEVELS = {"Off": 0, "Error": 1, "Warning": 2, "Info": 3, "Debug": 4, "Trace": 5}
 
@@ -19,7 +20,6 @@ class Logger:
         self.fd = fd
         self.threshold = LEVELS.get(level, LEVELS["Info"])
         self.show_level = show_level
-        self.thread_names: dict[int, str] = {threading.main_thread().ident or 0: "vmm"}
 
     @classmethod
     def open(cls, instance_id: str, level: str, path: str | None, show_level: bool = True) -> Logger:
@@ -28,13 +28,10 @@ class Logger:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
         return cls(instance_id, level, fd, show_level)
 
-    def thread_name(self) -> str:
-        return self.thread_names.get(threading.get_ident(), threading.current_thread().name)
-
     def format(self, level: str, message: str) -> str:
         now = time.time_ns()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 1_000_000_000))
-        tag = f"{self.instance_id}:{self.thread_name()}" + (f":{level.upper()}" if self.show_level else "")
+        tag = f"{self.instance_id}:{current_name()}" + (f":{level.upper()}" if self.show_level else "")
         return f"{stamp}.{now % 1_000_000_000:09d} [{tag}] {message}\n"
 
     def log(self, level: str, message: str) -> None:

@@ -11,10 +11,9 @@ syscall look like it succeeded.
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import os
-import signal
-import threading
 
 from vmm.errors import VmmError
 
@@ -137,11 +136,6 @@ class ViolationReporter:
         action = _Sigaction()
         action.sa_sigaction = ctypes.cast(self._callback, ctypes.c_void_p).value
         action.sa_flags = SA_SIGINFO
-        if libc.sigaction(signal.SIGSYS, ctypes.byref(action), None) != 0:
+        if libc.sigaction(_signal.SIGSYS, ctypes.byref(action), None) != 0:
             raise VmmError(f"cannot install the SIGSYS handler: {os.strerror(ctypes.get_errno())}")
         _installed.append(self)  # the C handler points into this object: keep it alive
-
-
-def current_thread_name(main_name: str = "vmm") -> str:
-    thread = threading.current_thread()
-    return main_name if thread is threading.main_thread() else thread.name

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import mmap
 import struct
-import threading
 
 from vmm.errors import VmmError
 from vmm.events import EventQueue, Stop
 from vmm.kvm import ioctls
+from vmm.threads import Thread
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ _SYSTEM_EVENTS = {
 }
 
 
-class VcpuThread(threading.Thread):
+class VcpuThread(Thread):
     def __init__(
         self,
         vcpu: Vcpu,
@@ -50,7 +50,7 @@ class VcpuThread(threading.Thread):
         memory: GuestMemory,
         filter_program: bytes | None,
     ) -> None:
-        super().__init__(name=f"vcpu{vcpu.index}", daemon=True)
+        super().__init__(f"vcpu{vcpu.index}")
         self.vcpu = vcpu
         self.pio = pio
         self.mmio = mmio
@@ -61,9 +61,6 @@ class VcpuThread(threading.Thread):
         self.counts = [0] * len(_COUNTER_NAMES)
 
     def run(self) -> None:
-        from vmm.threads import set_os_thread_name
-
-        set_os_thread_name(self.name)
         try:
             if self.filter_program is not None:
                 from vmm import seccomp

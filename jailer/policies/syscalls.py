@@ -1,21 +1,29 @@
 """Syscall names and numbers per architecture, from libseccomp's own tables.
 
 Resolution goes straight to libseccomp through ctypes (two functions), so parsing a policy does
-not pay for importing pyseccomp. Results are cached: the same few hundred names recur.
+not pay for importing pyseccomp. Results are cached: the same few hundred names recur. The
+caches are plain dicts, not `functools.cache`: the VMM imports this module on its start path,
+where `functools` (and the `collections` it brings) would cost memory for the VMM's lifetime.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 ARCHES = tuple(AUDIT_ARCH)
 X32_SYSCALL_BIT = 0x40000000
 
+_library: ctypes.CDLL | None = None
+_numbers: dict[tuple[str, str], int | None] = {}
+_names: dict[tuple[int, str], str | None] = {}
+_free_function: ctypes._CFuncPtr | None = None
 
-@functools.cache
+
 def _libseccomp() -> ctypes.CDLL:
+    global _library
+    if _library is not None:
+        return _library
     from jailer.policies.errors import PolicyError
 
     try:
@@ -32,6 +40,7 @@ def _libseccomp() -> ctypes.CDLL:
     library.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
     library.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
     library.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p
+    _library = library
     return library
 
 
@@ -60,31 +69,36 @@ def check_arch(arch: str) -> int:
         raise PolicyError(f"unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})") from None
 
 
-@functools.cache
 def number(name: str, arch: str = "x86_64") -> int | None:
     """The syscall's number on `arch`, or None when the arch has no such syscall."""
-    nr = _libseccomp().seccomp_syscall_resolve_name_arch(check_arch(arch), name.encode())
-    return nr if nr >= 0 else None
+    key = (name, arch)
+    if key not in _numbers:
+        nr = _libseccomp().seccomp_syscall_resolve_name_arch(check_arch(arch), name.encode())
+        _numbers[key] = nr if nr >= 0 else None
+    return _numbers[key]
 
 
-@functools.cache
 def name(nr: int, arch: str = "x86_64") -> str | None:
     """The syscall's name for a number on `arch`, or None."""
-    pointer = _libseccomp().seccomp_syscall_resolve_num_arch(check_arch(arch), nr)
-    if not pointer:
-        return None
-    text = ctypes.string_at(pointer).decode()
-    _free()(pointer)
-    return text
+    key = (nr, arch)
+    if key not in _names:
+        pointer = _libseccomp().seccomp_syscall_resolve_num_arch(check_arch(arch), nr)
+        text = None
+        if pointer:
+            text = ctypes.string_at(pointer).decode()
+            _free()(pointer)
+        _names[key] = text
+    return _names[key]
 
 
-@functools.cache
 def _free() -> ctypes._CFuncPtr:
     """libc's free, for the names libseccomp allocates (resolved once, not per name)."""
-    free = ctypes.CDLL(None).free
-    free.argtypes = [ctypes.c_void_p]
-    free.restype = None
-    return free
+    global _free_function
+    if _free_function is None:
+        _free_function = ctypes.CDLL(None).free
+        _free_function.argtypes = [ctypes.c_void_p]
+        _free_function.restype = None
+    return _free_function
 
 
 def is_known(name_: str) -> bool:

@@ -6,8 +6,6 @@ empty interrupt fires after each transmitted byte when enabled, like vm-superio.
 
 from __future__ import annotations
 
-from collections import deque
-
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,7 +31,7 @@ class Serial:
     def __init__(self, output: Callable[[bytes], None], raise_interrupt: Callable[[], None]) -> None:
         self._output = output
         self._raise_interrupt = raise_interrupt
-        self._rx: deque[int] = deque()
+        self._rx = bytearray()  # the receive FIFO (at most FIFO_SIZE bytes: popping the head is cheap)
         self.ier = 0
         self.iir = IIR_NONE
         self.lcr = 0x03
@@ -72,7 +70,8 @@ class Serial:
                 return self.dll
             if self.mcr & MCR_LOOP or not self._rx:
                 return 0
-            value = self._rx.popleft()
+            value = self._rx[0]
+            del self._rx[0]
             if not self._rx and self.iir == IIR_RDA:
                 self.iir = IIR_NONE
             return value

@@ -11,7 +11,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Callable
+
+from vmm.threads import Lock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PORT = 0x4F0
 IN_VCPU_THREAD = 1
@@ -62,16 +67,15 @@ class ViolationDevice:
         if data[0] == IN_VCPU_THREAD:
             self._report(f"violation device (vcpu thread): {forbidden_syscall()}")
         elif data[0] == IN_MAIN_THREAD:
-            import threading
-
             # The guest waits like for any I/O side effect, so it cannot run past the request.
-            done = threading.Event()
+            done = Lock()
+            done.acquire()
 
             def call() -> None:
                 try:
                     self._report(f"violation device (main thread): {forbidden_syscall()}")
                 finally:
-                    done.set()
+                    done.release()
 
             self._ask_main_thread(call)
-            done.wait(MAIN_THREAD_WAIT_SECONDS)
+            done.acquire(timeout=MAIN_THREAD_WAIT_SECONDS)

@@ -1,5 +1,5 @@
 """What a whole VMM run imports, started the way the jail starts it (`jailer.microvm`'s
-launcher), per-thread filters on, from the first line to the guest's exit: none of the
+launcher, without `site`), per-thread filters on, from the first line to the guest's exit: none of the
 stdlib modules kept off the start path (`tests/unit/vmm/test_startup_path.py` says why),
 also not late, in the vCPU thread or the SIGSYS reporter's set-up."""
 
@@ -16,7 +16,7 @@ from support.vmm import mov_byte_to_address, out_al, serial_text, write_config, 
 
 pytestmark = pytest.mark.kvm
 
-KEPT_OFF = {"json", "re", "enum", "threading", "signal", "functools", "collections", "dataclasses", "typing", "pathlib"}
+KEPT_OFF = {"site", "json", "re", "enum", "threading", "signal", "functools", "collections", "dataclasses", "typing", "pathlib"}
 BOOT_TIMER_ADDRESS = 0xC000_0000
 
 
@@ -30,8 +30,10 @@ def test_a_jailed_style_vmm_run_imports_none_of_the_heavy_modules(tmp_path: Path
     config = write_config(tmp_path, write_guest(tmp_path, guest))
     launcher = tmp_path / "vmm-launcher"
     launcher.write_text(launcher_text())
+    interpreter, flags = launcher_text().splitlines()[0].removeprefix("#!").split()
+    assert interpreter == sys.executable
     result = subprocess.run(
-        [sys.executable, "-IB", "-X", "importtime", str(launcher), "--config-file", str(config), "--no-api", "--boot-timer"],
+        [interpreter, flags, "-X", "importtime", str(launcher), "--config-file", str(config), "--no-api", "--boot-timer"],
         capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]  # exit port value 0: status (0 << 1) | 1

@@ -27,7 +27,6 @@ SA_SIGINFO = 4
 SIGINFO_SYSCALL_OFFSET = 0x18
 SIGINFO_ARCH_OFFSET = 0x1C
 AUDIT_ARCH_X86_64 = 0xC000003E
-SYSCALL_TABLE_SIZE = 512
 
 
 class _Sigaction(ctypes.Structure):
@@ -88,11 +87,13 @@ def install(program: bytes) -> None:
 
 
 def syscall_names() -> list[str]:
-    """Number → name for x86_64, computed before any filter (the handler must not look up):
-    the policy toolchain's libseccomp resolution, one name per number."""
-    from jailer.policies.syscalls import name
+    """Number → name for x86_64, made before any filter (the handler must not look up): the
+    table `jailer-policy precompile` stored, or else the policy toolchain's libseccomp
+    resolution, one name per number."""
+    from jailer.policies import precompiled
 
-    return [name(number) or f"syscall_{number}" for number in range(SYSCALL_TABLE_SIZE)]
+    names = precompiled.load_syscall_names("x86_64") or precompiled.compute_syscall_names("x86_64")
+    return [name or f"syscall_{number}" for number, name in enumerate(names)]
 
 
 class ViolationReporter:

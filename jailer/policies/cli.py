@@ -155,7 +155,8 @@ def _precompile(args: argparse.Namespace) -> int:
     entries = precompiled.precompile(args.policy, args.arch, args.output_dir, check_only=args.check)
     rows = [(e.policy, e.category, e.instructions, e.status, e.path) for e in entries]
     bad = [e for e in entries if e.status not in ("fresh", "unchanged", "written", "removed")]
-    text = table(("policy", "category", "instructions", "status", "file"), rows)
+    # "entries": a program's instructions, or the number of names in the syscall-name table.
+    text = table(("policy", "category", "entries", "status", "file"), rows)
     counts: dict[str, int] = {}
     for entry in entries:
         counts[entry.status] = counts.get(entry.status, 0) + 1

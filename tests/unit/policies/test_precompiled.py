@@ -158,6 +158,9 @@ def test_precompile_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str
     data = json.loads(out)
     assert data["arch"] == "x86_64"
     entries = {(entry["policy"], entry["category"]): entry for entry in data["entries"]}
+    names_entry = entries.pop(precompiled.NAMES_ENTRY)
+    assert names_entry["status"] == "written" and names_entry["instructions"] == precompiled.SYSCALL_NAME_TABLE_SIZE
+    assert names_entry["path"] == str(tmp_path / "syscall-names.x86_64")
     assert sorted(entries) == sorted(SHIPPED)
     for (name, category), entry in entries.items():
         assert entry["status"] == "written"
@@ -166,8 +169,8 @@ def test_precompile_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, out = run()
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["policy", "category", "instructions", "status", "file"]
-    assert lines[-1] == f"{len(SHIPPED)} unchanged"
+    assert lines[0].split() == ["policy", "category", "entries", "status", "file"]
+    assert lines[-1] == f"{len(SHIPPED) + 1} unchanged"
     assert run("--check")[0] == 0
     # A damaged file and a left-over one: --check fails and says which; a run repairs both.
     (tmp_path / "vmm.vcpu.x86_64.bpf").write_bytes(b"junk")
@@ -177,10 +180,53 @@ def test_precompile_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "stale" in out and "extra" in out
     code, out = run()
     assert code == 0
-    assert out.splitlines()[-1] == f"{len(SHIPPED) - 1} unchanged, 1 written, 1 removed"
+    assert out.splitlines()[-1] == f"{len(SHIPPED)} unchanged, 1 written, 1 removed"
     assert not (tmp_path / "vmm.gone.x86_64.bpf").exists()
     code, out = run("--policy", "baseline")
     assert code == 0 and out.splitlines()[-1] == "1 unchanged"
+
+
+def test_the_stored_syscall_name_table_is_libseccomps(store: Path) -> None:
+    stored = precompiled.load_syscall_names("x86_64", store=str(store))
+    assert stored == precompiled.compute_syscall_names("x86_64")
+    assert stored[0] == "read" and stored[59] == "execve" and stored[400] is None
+
+
+def test_a_damaged_stale_or_untrusted_name_table_is_not_used(own_store: Path) -> None:
+    table = own_store / "syscall-names.x86_64"
+    good = table.read_bytes()
+    assert precompiled.load_syscall_names("x86_64") is not None
+    damaged = bytearray(good)
+    damaged[-1] ^= 1
+    table.write_bytes(bytes(damaged))
+    assert precompiled.load_syscall_names("x86_64") is None
+    table.write_bytes(good.replace(precompiled.names_key("x86_64"), bytes(precompiled.DIGEST_SIZE)))
+    assert precompiled.load_syscall_names("x86_64") is None
+    table.write_bytes(good)
+    table.chmod(0o666)
+    assert precompiled.load_syscall_names("x86_64") is None
+    table.chmod(0o644)
+    assert precompiled.load_syscall_names("x86_64") is not None
+    # A well-formed table whose names are not syscall names (or the wrong count) is refused too.
+    bogus = ["x y"] + ["read"] * (precompiled.SYSCALL_NAME_TABLE_SIZE - 1)
+    table.write_bytes(precompiled.encode(precompiled.names_key("x86_64"), "\n".join(bogus).encode()))
+    assert precompiled.load_syscall_names("x86_64") is None
+    table.write_bytes(precompiled.encode(precompiled.names_key("x86_64"), b"read\nwrite"))
+    assert precompiled.load_syscall_names("x86_64") is None
+
+
+def test_the_vmm_uses_the_stored_name_table_without_loading_libseccomp(own_store: Path) -> None:
+    code = (
+        f"from jailer.policies import precompiled\nprecompiled.STORE_DIR = {str(own_store)!r}\n"
+        "from vmm import seccomp\nnames = seccomp.syscall_names()\nimport sys\n"
+        "print(names[0], names[400], 'jailer.policies.syscalls' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["read", "syscall_400", "False"]
+    (own_store / "syscall-names.x86_64").unlink()
+    # Without the table, the VMM resolves the names through libseccomp, as before.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["read", "syscall_400", "True"]
 
 
 def test_precompile_refuses_unknown_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,13 @@
 
 Order (as Firecracker): VM with TSS, in-kernel irqchip and PIT2; guest RAM slots; ACPI
 tables, then the kernel; devices on the buses; vCPUs configured for the entry protocol.
+`start_vm` begins as soon as the configuration is checked: it creates the VM, irqchip and PIT
+and maps guest RAM, then hands the memory slots to a short-lived `vm-setup` thread, because
+KVM_SET_USER_MEMORY_REGION takes the kernel 4-12 ms for 128 MiB on our PVM hosts, in an
+ioctl that releases the GIL: it overlaps the main thread's loading of the filters, the guest
+and the ACPI tables. `build_machine` waits for it before the vCPUs. Meanwhile the GIL switch
+interval is 0.5 ms instead of 5, so the thread starts (and ends) without waiting for the
+main thread's Python work.
 `Machine.run` then compiles nothing (filters are compiled before the build finishes),
 starts the vCPU threads, installs the main thread's filter and serves events until a
 `Stop` arrives.
@@ -21,10 +28,12 @@ from vmm.events import EventQueue, Stop
 from vmm.logger import Logger
 from vmm.memory import BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE, GuestMemory
 from vmm.metrics import Metrics
+from vmm.threads import Thread
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     from vmm.devices.serial import Serial
+    from vmm.kvm.system import Kvm, Vm
     from vmm.vcpu import VcpuThread
 
 TSS_ADDRESS = 0xFFFB_D000
@@ -240,29 +249,115 @@ def _open_serial_output(config: VmConfig) -> int:
         raise ConfigError(f"serial.serial_out_path: cannot open {path}: {error.strerror}") from None
 
 
-def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics: Metrics) -> Machine:
-    """Everything up to (not including) the first KVM_RUN. Raises VmmError subclasses."""
+SETUP_SWITCH_INTERVAL = 0.0005
+
+
+class VmSetup(Thread):
+    """A new VM with its TSS, in-kernel irqchip and PIT2, and guest RAM, whose memory slots
+    this thread hands to KVM while the caller goes on (and may fill the RAM). The thread does
+    nothing else and has ended before the build goes on (`vm`)."""
+
+    def __init__(self, kvm: Kvm, memory: GuestMemory) -> None:
+        super().__init__("vm-setup")
+        self.start_time = Timestamp.now()
+        self.kvm = kvm
+        self.memory = memory
+        self._error: BaseException | None = None
+        self._switch_interval: float | None = None
+        self._vm: Vm | None = None
+        try:
+            self._vm = kvm.create_vm()
+            self._vm.set_tss_address(TSS_ADDRESS)
+            self._vm.create_irqchip()
+            self._vm.create_pit2()
+        except BaseException:
+            self.discard()
+            raise
+
+    def start(self) -> None:
+        import sys
+
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SETUP_SWITCH_INTERVAL)
+        super().start()
+
+    def run(self) -> None:
+        try:
+            assert self._vm is not None
+            for index, (guest_address, length) in enumerate(self.memory.regions):
+                self._vm.add_memory(guest_address, length, self.memory.host_address(index))
+        except BaseException as error:  # handed to the main thread, which reports it
+            self._error = error
+
+    def _join(self) -> None:
+        if self.ident is None:
+            return
+        self.join()
+        if self._switch_interval is not None:
+            import sys
+
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
+
+    def discard(self) -> None:
+        """Wait for the thread, then close what was made (after a failed build)."""
+        self._join()
+        if self._vm is not None:
+            self._vm.close()
+            self._vm = None
+        self.memory.close()
+        self.kvm.close()
+
+    def vm(self) -> Vm:
+        """The VM once the thread has ended; the thread's error, raised here, otherwise."""
+        self._join()
+        if self._error is not None:
+            raise self._error
+        assert self._vm is not None
+        return self._vm
+
+
+def start_vm(config: VmConfig) -> VmSetup:
+    """Check the configuration against this host, create the VM and map guest RAM, then
+    start handing the RAM to KVM in the `vm-setup` thread."""
+    from vmm.kvm.system import Kvm
+
+    kvm = Kvm()
+    try:
+        check_resources(config, max_vcpus=kvm.max_vcpus(), host_memory_bytes=host_memory_bytes())
+        memory = GuestMemory(config.machine_config.mem_size_mib << 20)
+    except BaseException:
+        kvm.close()
+        raise
+    setup = VmSetup(kvm, memory)
+    setup.start()
+    return setup
+
+
+def build_machine(
+    config: VmConfig, options: VmmOptions, logger: Logger, metrics: Metrics, setup: VmSetup | None = None
+) -> Machine:
+    """Everything up to (not including) the first KVM_RUN, continuing ``setup`` when given
+    (`start_vm` for ``config``), else starting it. Raises VmmError subclasses."""
+    if setup is None:
+        setup = start_vm(config)
+    try:
+        return _build_on(setup, config, options, logger, metrics)
+    except BaseException:
+        setup.discard()  # a failed build (the API lets the client try again) keeps nothing
+        raise
+
+
+def _build_on(setup: VmSetup, config: VmConfig, options: VmmOptions, logger: Logger, metrics: Metrics) -> Machine:
     from vmm import cpu
     from vmm.devices.debug_exit import PORT as DEBUG_EXIT_PORT
     from vmm.devices.debug_exit import DebugExit
     from vmm.devices.i8042 import I8042
     from vmm.devices.serial import Serial
-    from vmm.kvm.system import Kvm
     from vmm.vcpu import VcpuThread
 
-    start = Timestamp.now()
-    kvm = Kvm()
-    check_resources(config, max_vcpus=kvm.max_vcpus(), host_memory_bytes=host_memory_bytes())
+    start, kvm, memory = setup.start_time, setup.kvm, setup.memory
     machine_config = config.machine_config
-    vm = kvm.create_vm()
-    vm.set_tss_address(TSS_ADDRESS)
-    vm.create_irqchip()
-    vm.create_pit2()
-
-    memory = GuestMemory(machine_config.mem_size_mib << 20)
-    for index, (guest_address, length) in enumerate(memory.regions):
-        vm.add_memory(guest_address, length, memory.host_address(index))
-
     entry = _load_guest(config, memory, machine_config.vcpu_count)
 
     events = EventQueue()
@@ -297,6 +392,7 @@ def build_machine(config: VmConfig, options: VmmOptions, logger: Logger, metrics
         mmio.insert(BootTimer(start, logger.info), BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE)
 
     supported = kvm.supported_cpuid()
+    vm = setup.vm()  # the devices' interrupt lines need it from the first KVM_RUN on
     threads = []
     for index in range(machine_config.vcpu_count):
         vcpu = vm.create_vcpu(index)

@@ -15,7 +15,7 @@ TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
     import socket
 
-    from vmm.builder import Machine, VmmOptions
+    from vmm.builder import Machine, VmmOptions, VmSetup
     from vmm.config import LoggerConfig, VmConfig
     from vmm.logger import Logger
     from vmm.metrics import Metrics
@@ -285,6 +285,8 @@ def _run(arguments: Arguments) -> int:
         from vmm import api
 
         api_socket = api.bind_socket(arguments.api_sock or DEFAULT_API_SOCK)
+    # The kernel's part of the build starts now and overlaps loading the filters and the guest.
+    setup = _start_vm(config) if config is not None else None
 
     filters = None
     if arguments.no_seccomp:
@@ -309,16 +311,28 @@ def _run(arguments: Arguments) -> int:
     )
     if api_socket is None:
         assert config is not None
-        return _build(config, options, outputs).run()
-    return _run_with_api(arguments, api_socket, config, options, outputs)
+        return _build(config, options, outputs, setup).run()
+    return _run_with_api(arguments, api_socket, config, options, outputs, setup)
 
 
-def _build(config: VmConfig, options: VmmOptions, outputs: Outputs) -> Machine:
+def _start_vm(config: VmConfig) -> VmSetup:
     from vmm import builder
     from vmm.errors import VmmError
 
     try:
-        return builder.build_machine(config, options, outputs.logger, outputs.metrics)
+        return builder.start_vm(config)
+    except VmmError:
+        raise
+    except OSError as error:
+        raise VmmError(f"cannot build the VM: {error.strerror or error}") from None
+
+
+def _build(config: VmConfig, options: VmmOptions, outputs: Outputs, setup: VmSetup | None = None) -> Machine:
+    from vmm import builder
+    from vmm.errors import VmmError
+
+    try:
+        return builder.build_machine(config, options, outputs.logger, outputs.metrics, setup)
     except VmmError:
         raise
     except OSError as error:
@@ -331,6 +345,7 @@ def _run_with_api(
     config: VmConfig | None,
     options: VmmOptions,
     outputs: Outputs,
+    setup: VmSetup | None,
 ) -> int:
     """The API thread collects the configuration (unless a file gave it); the main thread
     builds the VM when `InstanceStart` arrives, answering the API with the outcome."""
@@ -361,7 +376,7 @@ def _run_with_api(
         filter_program=options.filters["api"] if options.filters is not None else None,
     )
     server.start()
-    machine = _build(config, options, outputs) if config is not None else None
+    machine = _build(config, options, outputs, setup) if config is not None else None
     while machine is None:
         try:
             pending, answer = requests.get(timeout=0.5)  # wakes for signal handlers too

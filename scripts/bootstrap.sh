@@ -102,6 +102,13 @@ compile_bytecode() {
     "$VENV/bin/python" -m compileall -q "$ROOT/jailer" "$ROOT/vmm" "$ROOT/rootfs-builder/rootfs_builder" >/dev/null
 }
 
+bundle_start_path() {
+    # The VMM's start-path modules as one file of bytecode (vmm/__pycache__/, read by vmm.bundle):
+    # one read instead of ~50 module lookups at every VMM start; entries whose source changed
+    # since are ignored at run time, so a stale bundle only costs speed.
+    "$VENV/bin/python" -m vmm.bundle --quiet
+}
+
 precompile_policies() {
     # Seccomp programs for the shipped policies, stored in jailer/policies/compiled/ (inside the
     # package: the jailed VMM sees nothing else), so neither the jailer nor the VMM parses and
@@ -115,6 +122,7 @@ setup() {
     install_apt_packages
     install_venv
     compile_bytecode
+    bundle_start_path
     precompile_policies
 }
 

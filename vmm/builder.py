@@ -117,6 +117,9 @@ class Machine:
         if self.description:
             self.logger.info(self.description)
         saved_terminal = self._raw_terminal()
+        from vmm import bundle
+
+        bundle.release()
         _release_free_heap()
         for thread in self.vcpus:
             thread.start()

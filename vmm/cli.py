@@ -273,6 +273,9 @@ def _install_reporter(outputs: Outputs) -> None:
 
 
 def _run(arguments: Arguments) -> int:
+    from vmm import bundle
+
+    bundle.install()  # the rest of the start path comes from one file (see `vmm.bundle`)
     from vmm import builder
     from vmm.config import load_config
     from vmm.threads import set_os_thread_name

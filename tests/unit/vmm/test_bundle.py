@@ -1,0 +1,112 @@
+"""`vmm.bundle`: the start path's bytecode in one file, used only while each module's source
+is unchanged, ignored when untrusted or foreign, and dropped after the build."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import PROJECT_ROOT
+from vmm import bundle
+
+PROBE = """
+import sys
+sys.path.insert(0, {root!r})
+from vmm import bundle
+print(bundle.install({path!r}))
+import vmm.config, jailer.policies.precompiled, vmm.kvm.structs
+for module in (vmm.config, jailer.policies.precompiled, vmm.kvm.structs):
+    print(module.__name__, type(module.__loader__).__name__, module.__file__)
+print(hasattr(vmm.config, "CHANGED"))
+bundle.release()
+print(any(isinstance(finder, bundle.BundleFinder) for finder in sys.meta_path))
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the modules a bundle holds, so the test can change their sources."""
+    root = tmp_path / "tree"
+    shutil.copytree(PROJECT_ROOT / "vmm", root / "vmm", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "jailer" / "policies").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "jailer" / "__init__.py", root / "jailer")
+    for name in ("__init__", "errors", "loader", "precompiled", "syscalls"):
+        shutil.copy(PROJECT_ROOT / "jailer" / "policies" / f"{name}.py", root / "jailer" / "policies")
+    return root
+
+
+def probe(root: Path, path: Path) -> list[str]:
+    result = subprocess.run([sys.executable, "-I", "-B", "-c", PROBE.format(root=str(root), path=str(path))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_modules_come_from_the_bundle_with_their_own_file_names(tree: Path, tmp_path: Path) -> None:
+    path = Path(bundle.build(str(tree), str(tmp_path / "b.bundle")))
+    assert path.stat().st_mode & 0o777 == 0o644
+    lines = probe(tree, path)
+    assert lines[0] == "True"
+    assert lines[1:4] == [
+        f"vmm.config BundleFinder {tree}/vmm/config.py",
+        f"jailer.policies.precompiled BundleFinder {tree}/jailer/policies/precompiled.py",
+        f"vmm.kvm.structs BundleFinder {tree}/vmm/kvm/structs.py",
+    ]
+    assert lines[4:] == ["False", "False"]  # the code is the source's; released, no finder left
+
+
+def test_a_changed_source_is_imported_from_the_source(tree: Path, tmp_path: Path) -> None:
+    path = bundle.build(str(tree), str(tmp_path / "b.bundle"))
+    with open(tree / "vmm" / "config.py", "a") as source:
+        source.write("\nCHANGED = True\n")
+    lines = probe(tree, Path(path))
+    assert lines[1].split()[:2] == ["vmm.config", "SourceFileLoader"]
+    assert lines[2].split()[1] == "BundleFinder"  # the others still come from the bundle
+    assert lines[4] == "True"
+
+
+@pytest.mark.parametrize("damage", ["world-writable", "symlink", "truncated", "other-interpreter", "missing"])
+def test_an_unusable_bundle_is_not_installed(tree: Path, tmp_path: Path, damage: str) -> None:
+    path = Path(bundle.build(str(tree), str(tmp_path / "b.bundle")))
+    if damage == "world-writable":
+        path.chmod(0o666)
+    elif damage == "symlink":
+        link = tmp_path / "link.bundle"
+        link.symlink_to(path)
+        path = link
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "other-interpreter":
+        form, _magic, entries = marshal.loads(path.read_bytes())
+        path.write_bytes(marshal.dumps((form, b"\0\0\r\n", entries)))
+    else:
+        path.unlink()
+    lines = probe(tree, path)
+    assert lines[0] == "False"
+    assert all(line.split()[1] == "SourceFileLoader" for line in lines[1:4])
+
+
+def test_the_bundle_holds_the_vmm_and_the_filter_loading_modules() -> None:
+    names = bundle.module_names()
+    assert {"vmm", "vmm.cli", "vmm.builder", "vmm.kvm.structs", "vmm.loader.boot", "vmm.acpi.build"} <= set(names)
+    assert {"jailer.policies.loader", "jailer.policies.precompiled"} <= set(names)
+    assert not any(name.startswith(("jailer.cli", "jailer.policies.compiler", "rootfs_builder")) for name in names)
+
+
+def test_the_trees_own_bundle_is_fresh_or_absent() -> None:
+    # What the bootstrap left (or nothing): it must never serve code other than the source's.
+    path = bundle.bundle_path()
+    if not os.path.exists(path):
+        pytest.skip(f"no bundle at {path}: the bootstrap's setup step writes it")
+    _form, _magic, entries = marshal.loads(Path(path).read_bytes())
+    for name, (_is_package, source_path, mtime_ns, size, code) in entries.items():
+        info = os.stat(source_path)
+        if (info.st_mtime_ns, info.st_size) == (mtime_ns, size):
+            compiled = compile(Path(source_path).read_bytes(), source_path, "exec", dont_inherit=True)
+            assert marshal.loads(code) == compiled, name  # (marshal's bytes vary with interning)

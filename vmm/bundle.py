@@ -13,8 +13,8 @@ Never stale: each entry records its source file's path, size and mtime (the chec
 applies to a `.pyc`), and the finder serves a module only while its source still matches;
 otherwise (and for modules not in the bundle, a bundle from another interpreter or format,
 or a missing, damaged or untrusted file) it declines, and the module is imported as usual.
-Trusted like the policy store: a regular file owned by root or the running user, writable
-by its owner only, never through a symlink. Code keeps its source file name, so tracebacks
+Trusted like the policy store (`jailer.policies.precompiled.read_trusted`): a regular file
+owned by root or the running user, writable by its owner only, never through a symlink. Code keeps its source file name, so tracebacks
 and `__file__` are what they would be.
 """
 
@@ -25,16 +25,10 @@ import os
 import sys
 
 FORMAT = b"stockade-bundle/1"
-# The VMM and the parts of the policy toolchain it loads its filters with.
+# The VMM and the parts of the policy toolchain it loads its filters with (`install` itself
+# imports `jailer.policies.precompiled`, with its packages, the usual way).
 PACKAGES = ("vmm",)
-EXTRA_MODULES = (
-    "jailer",
-    "jailer.policies",
-    "jailer.policies.errors",
-    "jailer.policies.loader",
-    "jailer.policies.precompiled",
-    "jailer.policies.syscalls",
-)
+EXTRA_MODULES = ("jailer.policies.loader", "jailer.policies.syscalls")
 _MAX_SIZE = 8 << 20
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,25 +85,6 @@ def build(root: str = PROJECT_ROOT, path: str | None = None) -> str:
     return target
 
 
-def _read_trusted(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        owner_ok = info.st_uid == 0 or info.st_uid == os.getuid() == os.geteuid()
-        if not (owner_ok and (info.st_mode & 0o170000) == 0o100000 and not info.st_mode & 0o022):
-            return None
-        if info.st_size > _MAX_SIZE:
-            return None
-        return os.read(fd, info.st_size + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 class BundleFinder:
     """Finds and loads (PEP 451) the modules of one bundle whose sources are unchanged."""
 
@@ -150,7 +125,9 @@ def install(path: str | None = None) -> bool:
     there is none that may be used (then everything is imported as usual)."""
     if _installed:
         return True
-    data = _read_trusted(path or bundle_path())
+    from jailer.policies.precompiled import read_trusted  # the policy store's trust rule
+
+    data = read_trusted(path or bundle_path(), _MAX_SIZE)
     if data is None:
         return False
     try:

@@ -226,21 +226,27 @@ def _trusted(info: os.stat_result) -> bool:
     )
 
 
-def read_stored(path: str) -> bytes | None:
-    """A store file's bytes if it may be trusted (see `_trusted`), else None; never a symlink."""
+def read_trusted(path: str, limit: int) -> bytes | None:
+    """A file's bytes if it may be trusted (see `_trusted`) and holds at most `limit` bytes,
+    else None; never through a symlink. Also what `vmm.bundle` reads its bundle with."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
         info = os.fstat(fd)
-        if not _trusted(info) or info.st_size > HEADER_SIZE + BPF_MAXINSNS * SOCK_FILTER_SIZE:
+        if not _trusted(info) or info.st_size > limit:
             return None
         return os.read(fd, info.st_size + 1)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def read_stored(path: str) -> bytes | None:
+    """A store file's bytes if it may be trusted, else None."""
+    return read_trusted(path, HEADER_SIZE + BPF_MAXINSNS * SOCK_FILTER_SIZE)
 
 
 def load(policy_path: str, category: str, arch: str = "x86_64", store: str | None = None) -> bytes | None:

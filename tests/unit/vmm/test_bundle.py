@@ -20,8 +20,8 @@ import sys
 sys.path.insert(0, {root!r})
 from vmm import bundle
 print(bundle.install({path!r}))
-import vmm.config, jailer.policies.precompiled, vmm.kvm.structs
-for module in (vmm.config, jailer.policies.precompiled, vmm.kvm.structs):
+import vmm.config, jailer.policies.loader, vmm.kvm.structs
+for module in (vmm.config, jailer.policies.loader, vmm.kvm.structs):
     print(module.__name__, type(module.__loader__).__name__, module.__file__)
 print(hasattr(vmm.config, "CHANGED"))
 bundle.release()
@@ -55,7 +55,7 @@ def test_modules_come_from_the_bundle_with_their_own_file_names(tree: Path, tmp_
     assert lines[0] == "True"
     assert lines[1:4] == [
         f"vmm.config BundleFinder {tree}/vmm/config.py",
-        f"jailer.policies.precompiled BundleFinder {tree}/jailer/policies/precompiled.py",
+        f"jailer.policies.loader BundleFinder {tree}/jailer/policies/loader.py",
         f"vmm.kvm.structs BundleFinder {tree}/vmm/kvm/structs.py",
     ]
     assert lines[4:] == ["False", "False"]  # the code is the source's; released, no finder left
@@ -95,7 +95,7 @@ def test_an_unusable_bundle_is_not_installed(tree: Path, tmp_path: Path, damage:
 def test_the_bundle_holds_the_vmm_and_the_filter_loading_modules() -> None:
     names = bundle.module_names()
     assert {"vmm", "vmm.cli", "vmm.builder", "vmm.kvm.structs", "vmm.loader.boot", "vmm.acpi.build"} <= set(names)
-    assert {"jailer.policies.loader", "jailer.policies.precompiled"} <= set(names)
+    assert {"jailer.policies.loader", "jailer.policies.syscalls"} <= set(names)
     assert not any(name.startswith(("jailer.cli", "jailer.policies.compiler", "rootfs_builder")) for name in names)
 
 

@@ -12,6 +12,7 @@ import struct
 from vmm.errors import VmmError
 from vmm.events import EventQueue, Stop
 from vmm.kvm import ioctls
+from vmm.kvm import run as run_page
 from vmm.threads import Thread
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
@@ -23,11 +24,11 @@ if TYPE_CHECKING:
 
 GENERIC_ERROR_STATUS = 1
 
-_EXIT_REASON_OFFSET = 8
-_EXIT_OFFSET = 32
-_IO_FORMAT = "<BBHIQ"  # direction, size, port, count, data_offset
-_MMIO_FORMAT = "<Q8sIB"  # phys_addr, data, len, is_write
-_MMIO_DATA_OFFSET = _EXIT_OFFSET + 8
+_EXIT_REASON_OFFSET = run_page.EXIT_REASON_OFFSET
+_EXIT_OFFSET = run_page.EXIT_OFFSET
+_IO_FORMAT = run_page.IO_FORMAT
+_MMIO_FORMAT = run_page.MMIO_FORMAT
+_MMIO_DATA_OFFSET = run_page.MMIO_DATA_OFFSET
 _IO_IN, _IO_OUT, _MMIO_READ, _MMIO_WRITE = range(4)
 _COUNTER_NAMES = ("exit_io_in", "exit_io_out", "exit_mmio_read", "exit_mmio_write")
 
@@ -76,7 +77,7 @@ class VcpuThread(Thread):
 
     def kick(self) -> None:
         """Make KVM_RUN return at once (the caller also signals the thread)."""
-        self.vcpu.run.immediate_exit = 1
+        run_page.request_immediate_exit(self.vcpu.run_map)
 
     def _loop(self) -> None:
         # The hot path: fields are read with struct from the shared kvm_run page (one call
@@ -142,32 +143,31 @@ class VcpuThread(Thread):
         return text
 
     def _final_exit(self, reason: int) -> Stop:
-        run = self.vcpu.run
+        page = self.vcpu.run_map
         name = self.name
         if reason == ioctls.KVM_EXIT_SHUTDOWN:
             return Stop(0, f"{name}: guest shut down (KVM_EXIT_SHUTDOWN: triple fault) at {self._where()}", "Warning")
         if reason == ioctls.KVM_EXIT_HLT:
             return Stop(0, f"{name}: guest halted (KVM_EXIT_HLT) at {self._where()}")
         if reason == ioctls.KVM_EXIT_SYSTEM_EVENT:
-            kind = run.exit.system_event.type
+            kind = run_page.system_event_type(page)
             label = _SYSTEM_EVENTS.get(kind, f"type {kind}")
             if kind == ioctls.KVM_SYSTEM_EVENT_CRASH:
                 return Stop(GENERIC_ERROR_STATUS, f"{name}: guest crashed (KVM_EXIT_SYSTEM_EVENT crash)", "Error")
             return Stop(0, f"{name}: guest requested {label} (KVM_EXIT_SYSTEM_EVENT)")
         if reason == ioctls.KVM_EXIT_INTERNAL_ERROR:
-            internal = run.exit.internal
-            words = " ".join(f"{internal.data[i]:#x}" for i in range(min(internal.ndata, 16)))
+            suberror, data = run_page.internal_error(page)
+            words = " ".join(f"{word:#x}" for word in data)
             return Stop(
                 GENERIC_ERROR_STATUS,
-                f"{name}: KVM internal error, suberror {internal.suberror} at {self._where()}"
+                f"{name}: KVM internal error, suberror {suberror} at {self._where()}"
                 + (f", data: {words}" if words else ""),
                 "Error",
             )
         if reason == ioctls.KVM_EXIT_FAIL_ENTRY:
-            failure = run.exit.fail_entry
             return Stop(
                 GENERIC_ERROR_STATUS,
-                f"{name}: VM entry failed, hardware reason {failure.hardware_entry_failure_reason:#x} "
+                f"{name}: VM entry failed, hardware reason {run_page.fail_entry_reason(page):#x} "
                 f"at {self._where()}",
                 "Error",
             )

@@ -1,4 +1,5 @@
-"""ctypes layouts of the KVM structs the VMM passes to ioctls (offsets per the 6.1 uapi)."""
+"""ctypes layouts of the KVM structs the VMM passes to ioctls (offsets per the 6.1 uapi); the
+shared kvm_run page is read with `struct` instead (`vmm.kvm.run`)."""
 
 from __future__ import annotations
 
@@ -129,59 +130,3 @@ class IrqLevel(ctypes.Structure):
 
 class PitConfig(ctypes.Structure):
     _fields_ = [("flags", c_uint32), ("pad", c_uint32 * 15)]
-
-
-class _Io(ctypes.Structure):
-    _fields_ = [
-        ("direction", c_uint8),
-        ("size", c_uint8),
-        ("port", c_uint16),
-        ("count", c_uint32),
-        ("data_offset", c_uint64),
-    ]
-
-
-class _Mmio(ctypes.Structure):
-    _fields_ = [("phys_addr", c_uint64), ("data", c_uint8 * 8), ("len", c_uint32), ("is_write", c_uint8)]
-
-
-class _FailEntry(ctypes.Structure):
-    _fields_ = [("hardware_entry_failure_reason", c_uint64), ("cpu", c_uint32)]
-
-
-class _Internal(ctypes.Structure):
-    _fields_ = [("suberror", c_uint32), ("ndata", c_uint32), ("data", c_uint64 * 16)]
-
-
-class _SystemEvent(ctypes.Structure):
-    _fields_ = [("type", c_uint32), ("ndata", c_uint32), ("data", c_uint64 * 16)]
-
-
-class _ExitUnion(ctypes.Union):
-    _fields_ = [
-        ("io", _Io),
-        ("mmio", _Mmio),
-        ("fail_entry", _FailEntry),
-        ("internal", _Internal),
-        ("system_event", _SystemEvent),
-        ("padding", ctypes.c_char * 256),
-    ]
-
-
-class Run(ctypes.Structure):
-    """The head of the shared `struct kvm_run` page (the part a VMM reads and writes)."""
-
-    _fields_ = [
-        ("request_interrupt_window", c_uint8),
-        ("immediate_exit", c_uint8),
-        ("padding1", c_uint8 * 6),
-        ("exit_reason", c_uint32),
-        ("ready_for_interrupt_injection", c_uint8),
-        ("if_flag", c_uint8),
-        ("flags", c_uint16),
-        ("cr8", c_uint64),
-        ("apic_base", c_uint64),
-        ("exit", _ExitUnion),
-        ("kvm_valid_regs", c_uint64),
-        ("kvm_dirty_regs", c_uint64),
-    ]

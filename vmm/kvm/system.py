@@ -147,11 +147,8 @@ class Vcpu:
         self.fd = fd
         self.index = index
         self.run_map = mmap.mmap(fd, mmap_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        self.run = structs.Run.from_buffer(self.run_map)
-        self.run_address = ctypes.addressof(self.run)
 
     def close(self) -> None:
-        del self.run  # the ctypes view pins the mapping
         self.run_map.close()
         os.close(self.fd)
 

@@ -11,7 +11,7 @@ import pytest
 
 from vmm import cpu
 from vmm.errors import KvmError
-from vmm.kvm import ioctls
+from vmm.kvm import ioctls, run
 from vmm.kvm.system import Kvm
 from vmm.memory import GuestMemory
 
@@ -84,7 +84,7 @@ def test_immediate_exit_makes_kvm_run_return_eintr(kvm: Kvm) -> None:
         vm.create_irqchip()
         vm.add_memory(0, memory.size, memory.host_address(0))
         vcpu = vm.create_vcpu(0)
-        vcpu.run.immediate_exit = 1
+        run.request_immediate_exit(vcpu.run_map)
         assert vcpu.run_once() == errno.EINTR
     finally:
         vm.close()

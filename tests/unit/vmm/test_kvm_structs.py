@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import struct
 
 import pytest
 
-from vmm.kvm import ioctls, structs
+from vmm.kvm import ioctls, run, structs
 
 
 @pytest.mark.parametrize(
@@ -54,24 +55,32 @@ def test_struct_sizes(struct: type[ctypes.Structure], size: int) -> None:
         (structs.Fpu, "last_ip", 136),
         (structs.Fpu, "xmm", 152),
         (structs.Fpu, "mxcsr", 408),
-        (structs.Run, "immediate_exit", 1),
-        (structs.Run, "exit_reason", 8),
-        (structs.Run, "exit", 32),
-        (structs.Run, "kvm_valid_regs", 288),
     ],
 )
 def test_field_offsets(struct: type[ctypes.Structure], field: str, offset: int) -> None:
     assert getattr(struct, field).offset == offset
 
 
-def test_exit_union_layouts() -> None:
-    run = structs.Run()
-    base = ctypes.addressof(run)
-    assert ctypes.addressof(run.exit.io) - base == 32
-    assert structs._Io.port.offset == 2 and structs._Io.data_offset.offset == 8
-    assert structs._Mmio.data.offset == 8 and structs._Mmio.len.offset == 16 and structs._Mmio.is_write.offset == 20
-    assert structs._Internal.data.offset == 8
-    assert structs._SystemEvent.data.offset == 8
+def test_kvm_run_page_layout() -> None:
+    # struct kvm_run (6.1 uapi): the exit union is 256 bytes at 32, kvm_valid_regs follows it.
+    assert run.EXIT_OFFSET + 256 == run.VALID_REGS_OFFSET == 288
+    assert struct.calcsize(run.IO_FORMAT) == 16  # __u8 direction, size; __u16 port; __u32 count; __u64 data_offset
+    assert struct.calcsize(run.MMIO_FORMAT) == 21  # __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write
+    assert struct.calcsize(run.INTERNAL_FORMAT) == 8 + 16 * 8
+    assert struct.calcsize(run.FAIL_ENTRY_FORMAT) == 12
+
+
+def test_kvm_run_page_readers() -> None:
+    page = bytearray(4096)
+    struct.pack_into("<I", page, 8, 17)
+    assert run.exit_reason(page) == 17  # type: ignore[arg-type]
+    struct.pack_into("<II3Q", page, 32, 7, 2, 0xA, 0xB, 0xC)
+    assert run.internal_error(page) == (7, (0xA, 0xB))  # type: ignore[arg-type]
+    assert run.system_event_type(page) == 7  # type: ignore[arg-type]
+    struct.pack_into("<QI", page, 32, 0x8000_0021, 1)
+    assert run.fail_entry_reason(page) == 0x8000_0021  # type: ignore[arg-type]
+    run.request_immediate_exit(page)  # type: ignore[arg-type]
+    assert page[1] == 1 and page[0] == 0
 
 
 def test_variable_length_headers() -> None:

@@ -136,6 +136,15 @@ class ApiServer(Thread):
         self.start_instance = start_instance
         self.flush_metrics = flush_metrics
         self.filter_program = filter_program
+        # Held until the answer to a successful InstanceStart is on the wire (`wait_start_answered`).
+        self._start_answered = Lock()
+        self._start_answered.acquire()
+        self._answering_start = False
+
+    def wait_start_answered(self, timeout: float) -> bool:
+        """Block until the client has been sent the 204 of its InstanceStart, so the VM (whose
+        guest may end at once, and the process with it) never outruns that answer."""
+        return self._start_answered.acquire(timeout=timeout)
 
     def run(self) -> None:
         if self.filter_program is not None:
@@ -173,6 +182,10 @@ class ApiServer(Thread):
                 client.sendall(_response(status, payload))
             except OSError:
                 return
+            finally:
+                if self._answering_start:
+                    self._answering_start = False
+                    self._start_answered.release()
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         """Route one request; returns (status, JSON payload or None)."""
@@ -220,6 +233,7 @@ class ApiServer(Thread):
                 raise ApiError(failure)
             with self.state.lock:
                 self.state.started = True
+            self._answering_start = True
             return 204, None
         raise ApiError(f"actions: unsupported action_type {action!r} (InstanceStart, FlushMetrics)")
 

@@ -48,6 +48,7 @@ Firecracker's HTTP API on a Unix socket.
 """
 
 EXIT_GENERIC = 1
+START_ANSWER_TIMEOUT_SECONDS = 5.0  # how long a VM started through the API waits for its 204 to be sent
 EXIT_BAD_CONFIGURATION = 152
 EXIT_ARG_PARSING = 153
 
@@ -394,4 +395,5 @@ def _run_with_api(
             answer.put(str(error))
             continue
         answer.put(None)
+        server.wait_start_answered(START_ANSWER_TIMEOUT_SECONDS)
     return machine.run()

@@ -42,6 +42,18 @@ def start_vmm(tmp_path: Path, *args: str, jailed: bool = False) -> tuple[subproc
     return process, socket_path
 
 
+def start_through_the_api(directory: Path, kernel: Path) -> tuple[int, bytes, bytes]:
+    """A fresh VMM configured and started through its API (the 204 asserted), run to its end."""
+    process, socket_path = start_vmm(directory)
+    try:
+        api_request(socket_path, "PUT", "/boot-source", {"kernel_image_path": str(kernel)})
+        api_request(socket_path, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+        assert api_request(socket_path, "PUT", "/actions", {"action_type": "InstanceStart"}) == (204, None)
+    finally:
+        result = finish(process)
+    return result
+
+
 def finish(process: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
     try:
         stdout, stderr = process.communicate(timeout=60)
@@ -98,13 +110,7 @@ def test_errors_are_fault_messages_and_a_failed_start_can_be_retried(tmp_path: P
         finish(process)
     second = tmp_path / "second"
     second.mkdir()
-    process, socket_path = start_vmm(second)
-    try:
-        api_request(socket_path, "PUT", "/boot-source", {"kernel_image_path": str(kernel)})
-        api_request(socket_path, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
-        assert api_request(socket_path, "PUT", "/actions", {"action_type": "InstanceStart"}) == (204, None)
-    finally:
-        returncode, stdout, _ = finish(process)
+    returncode, stdout, _ = start_through_the_api(second, kernel)
     assert (returncode, stdout) == (1, b"second try\n")
 
 
@@ -129,3 +135,14 @@ def test_config_file_with_the_api_serves_the_running_vm(tmp_path: Path) -> None:
     finally:
         process.kill()
         finish(process)
+
+
+def test_instance_start_is_answered_before_a_guest_that_exits_at_once_ends_the_vmm(tmp_path: Path) -> None:
+    # The VM starts only once the 204 is on the wire: a guest whose first instruction ends
+    # the process must never leave the client without an answer.
+    kernel = write_guest(tmp_path, out_al(0xF4, 0) + HANG)
+    for attempt in range(5):
+        directory = tmp_path / f"attempt{attempt}"
+        directory.mkdir()
+        returncode, _, stderr = start_through_the_api(directory, kernel)
+        assert returncode == 1, stderr

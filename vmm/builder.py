@@ -19,6 +19,7 @@ from __future__ import annotations
 import _signal
 import os
 import select
+import sys
 
 from vmm.bus import Bus
 from vmm.config import VmConfig, check_resources
@@ -278,11 +279,13 @@ class VmSetup(Thread):
             raise
 
     def start(self) -> None:
-        import sys
-
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SETUP_SWITCH_INTERVAL)
-        super().start()
+        try:
+            super().start()
+        except BaseException:
+            self._restore_switch_interval()
+            raise
 
     def run(self) -> None:
         try:
@@ -292,15 +295,15 @@ class VmSetup(Thread):
         except BaseException as error:  # handed to the main thread, which reports it
             self._error = error
 
-    def _join(self) -> None:
-        if self.ident is None:
-            return
-        self.join()
+    def _restore_switch_interval(self) -> None:
         if self._switch_interval is not None:
-            import sys
-
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
+
+    def _join(self) -> None:
+        if self.ident is not None:
+            self.join()
+        self._restore_switch_interval()
 
     def discard(self) -> None:
         """Wait for the thread, then close what was made (after a failed build)."""

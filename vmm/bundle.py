@@ -10,7 +10,9 @@ executes a module's code from it, and `release` (called by `Machine.run` once th
 built) drops the data and the finder, so later imports take the usual path.
 
 Never stale: each entry records its source file's path, size and mtime (the checks CPython
-applies to a `.pyc`), and the finder serves a module only while its source still matches;
+applies to a `.pyc`; taken before the source is read), and the finder serves a module only
+while its source still matches and sits in the directory its parent package is imported
+from (a tree copied with its bundle, or a `jailer` found elsewhere, gets nothing from it);
 otherwise (and for modules not in the bundle, a bundle from another interpreter or format,
 or a missing, damaged or untrusted file) it declines, and the module is imported as usual.
 Trusted like the policy store (`jailer.policies.precompiled.read_trusted`): a regular file
@@ -24,11 +26,17 @@ import marshal
 import os
 import sys
 
+TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 FORMAT = b"stockade-bundle/1"
 # The VMM and the parts of the policy toolchain it loads its filters with (`install` itself
 # imports `jailer.policies.precompiled`, with its packages, the usual way).
 PACKAGES = ("vmm",)
 EXTRA_MODULES = ("jailer.policies.loader", "jailer.policies.syscalls")
+# Imported before `install` runs, so never served: left out.
+IMPORTED_BEFORE = ("vmm", "vmm.__main__", "vmm.bundle", "vmm.cli", "vmm.errors")
 _MAX_SIZE = 8 << 20
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,7 +71,7 @@ def module_names(root: str = PROJECT_ROOT) -> list[str]:
                 if file.endswith(".py"):
                     stem = file[: -len(".py")]
                     names.append(prefix if stem == "__init__" else f"{prefix}.{stem}")
-    return names
+    return [name for name in names if name not in IMPORTED_BEFORE]
 
 
 def build(root: str = PROJECT_ROOT, path: str | None = None) -> str:
@@ -72,8 +80,8 @@ def build(root: str = PROJECT_ROOT, path: str | None = None) -> str:
     for name in module_names(root):
         source_path, is_package = _source_path(root, name)
         with open(source_path, "rb") as stream:
+            info = os.fstat(stream.fileno())  # before reading: a later change then mismatches
             source = stream.read()
-        info = os.stat(source_path)
         code = compile(source, source_path, "exec", dont_inherit=True)
         entries[name] = (is_package, source_path, info.st_mtime_ns, info.st_size, marshal.dumps(code))
     data = marshal.dumps((FORMAT, _magic(), entries))
@@ -92,11 +100,14 @@ class BundleFinder:
         self._entries = entries
         self._module_spec = sys.modules["_frozen_importlib"].ModuleSpec
 
-    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+    def find_spec(self, name: str, path: Sequence[str] | None = None, target: object = None) -> object:
         entry = self._entries.get(name)
         if entry is None:
             return None
         is_package, source_path, mtime_ns, size, _ = entry
+        directory = os.path.dirname(source_path)
+        if path is None or (os.path.dirname(directory) if is_package else directory) not in path:
+            return None  # not where its parent package was imported from
         try:
             info = os.stat(source_path)
         except OSError:
@@ -143,9 +154,11 @@ def install(path: str | None = None) -> bool:
 
 
 def release() -> None:
-    """Stop serving from the bundle and drop its data (the start path is over)."""
+    """Stop serving from the bundle and drop its data (the start path is over; the modules it
+    served keep the finder as their loader, not the bytecode of those it did not)."""
     while _installed:
         finder = _installed.pop()
+        finder._entries = {}
         if finder in sys.meta_path:
             sys.meta_path.remove(finder)
 

@@ -24,8 +24,9 @@ import vmm.config, jailer.policies.loader, vmm.kvm.structs
 for module in (vmm.config, jailer.policies.loader, vmm.kvm.structs):
     print(module.__name__, type(module.__loader__).__name__, module.__file__)
 print(hasattr(vmm.config, "CHANGED"))
+finders = [finder for finder in sys.meta_path if isinstance(finder, bundle.BundleFinder)]
 bundle.release()
-print(any(isinstance(finder, bundle.BundleFinder) for finder in sys.meta_path))
+print(any(isinstance(finder, bundle.BundleFinder) for finder in sys.meta_path), [len(f._entries) for f in finders])
 """
 
 
@@ -58,7 +59,8 @@ def test_modules_come_from_the_bundle_with_their_own_file_names(tree: Path, tmp_
         f"jailer.policies.loader BundleFinder {tree}/jailer/policies/loader.py",
         f"vmm.kvm.structs BundleFinder {tree}/vmm/kvm/structs.py",
     ]
-    assert lines[4:] == ["False", "False"]  # the code is the source's; released, no finder left
+    assert lines[4] == "False"  # the code is the source's
+    assert lines[5] == "False [0]"  # released: no finder left, and no bytecode kept
 
 
 def test_a_changed_source_is_imported_from_the_source(tree: Path, tmp_path: Path) -> None:
@@ -92,9 +94,23 @@ def test_an_unusable_bundle_is_not_installed(tree: Path, tmp_path: Path, damage:
     assert all(line.split()[1] == "SourceFileLoader" for line in lines[1:4])
 
 
+def test_a_tree_copied_with_its_bundle_takes_nothing_from_it(tree: Path, tmp_path: Path) -> None:
+    bundle.build(str(tree))  # into the tree's own vmm/__pycache__
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    with open(copy / "vmm" / "config.py", "a") as source:
+        source.write("\nCHANGED = True\n")
+    lines = probe(copy, Path(bundle.bundle_path(str(copy))))
+    assert lines[0] == "True"  # a usable bundle, but every entry names the original tree
+    assert [line.split()[1] for line in lines[1:4]] == ["SourceFileLoader"] * 3
+    assert all(f" {copy}/" in line for line in lines[1:4])
+    assert lines[4] == "True"
+
+
 def test_the_bundle_holds_the_vmm_and_the_filter_loading_modules() -> None:
     names = bundle.module_names()
-    assert {"vmm", "vmm.cli", "vmm.builder", "vmm.kvm.structs", "vmm.loader.boot", "vmm.acpi.build"} <= set(names)
+    assert {"vmm.builder", "vmm.kvm.structs", "vmm.loader.boot", "vmm.acpi.build"} <= set(names)
+    assert not set(bundle.IMPORTED_BEFORE) & set(names)  # imported before the bundle is installed
     assert {"jailer.policies.loader", "jailer.policies.syscalls"} <= set(names)
     assert not any(name.startswith(("jailer.cli", "jailer.policies.compiler", "rootfs_builder")) for name in names)
 

@@ -33,6 +33,8 @@ from vmm.threads import Thread
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vmm.devices.serial import Serial
     from vmm.kvm.system import Kvm, Vm
     from vmm.vcpu import VcpuThread
@@ -259,11 +261,11 @@ SETUP_SWITCH_INTERVAL = 0.0005
 class VmSetup(Thread):
     """A new VM with its TSS, in-kernel irqchip and PIT2, and guest RAM, whose memory slots
     this thread hands to KVM while the caller goes on (and may fill the RAM). The thread does
-    nothing else and has ended before the build goes on (`vm`)."""
+    nothing else; the build waits for it (`vm`) before it uses the VM."""
 
-    def __init__(self, kvm: Kvm, memory: GuestMemory) -> None:
+    def __init__(self, kvm: Kvm, memory: GuestMemory, start_time: Timestamp) -> None:
         super().__init__("vm-setup")
-        self.start_time = Timestamp.now()
+        self.start_time = start_time  # the start of the build, for the boot timer
         self.kvm = kvm
         self.memory = memory
         self._error: BaseException | None = None
@@ -328,6 +330,7 @@ def start_vm(config: VmConfig) -> VmSetup:
     start handing the RAM to KVM in the `vm-setup` thread."""
     from vmm.kvm.system import Kvm
 
+    start_time = Timestamp.now()
     kvm = Kvm()
     try:
         check_resources(config, max_vcpus=kvm.max_vcpus(), host_memory_bytes=host_memory_bytes())
@@ -335,8 +338,12 @@ def start_vm(config: VmConfig) -> VmSetup:
     except BaseException:
         kvm.close()
         raise
-    setup = VmSetup(kvm, memory)
-    setup.start()
+    setup = VmSetup(kvm, memory, start_time)
+    try:
+        setup.start()
+    except RuntimeError as error:  # no thread to be had (a pids limit, say)
+        setup.discard()
+        raise VmmError(f"cannot start the vm-setup thread: {error}") from None
     return setup
 
 
@@ -347,14 +354,29 @@ def build_machine(
     (`start_vm` for ``config``), else starting it. Raises VmmError subclasses."""
     if setup is None:
         setup = start_vm(config)
+    opened: list[Callable[[], None]] = []
     try:
-        return _build_on(setup, config, options, logger, metrics)
+        return _build_on(setup, config, options, logger, metrics, opened)
     except BaseException:
-        setup.discard()  # a failed build (the API lets the client try again) keeps nothing
+        # A failed build (the API lets the client try again) keeps nothing it made.
+        for close in reversed(opened):
+            try:
+                close()
+            except OSError:
+                pass
+        setup.discard()
         raise
 
 
-def _build_on(setup: VmSetup, config: VmConfig, options: VmmOptions, logger: Logger, metrics: Metrics) -> Machine:
+def _build_on(
+    setup: VmSetup,
+    config: VmConfig,
+    options: VmmOptions,
+    logger: Logger,
+    metrics: Metrics,
+    opened: list[Callable[[], None]],
+) -> Machine:
+    """The build itself; what it opens is added to ``opened`` (to be closed if it fails)."""
     from vmm import cpu
     from vmm.devices.debug_exit import PORT as DEBUG_EXIT_PORT
     from vmm.devices.debug_exit import DebugExit
@@ -367,6 +389,10 @@ def _build_on(setup: VmSetup, config: VmConfig, options: VmmOptions, logger: Log
     entry = _load_guest(config, memory, machine_config.vcpu_count)
 
     events = EventQueue()
+    opened.append(events.close)
+    serial_fd = _open_serial_output(config)
+    if serial_fd != SERIAL_OUT_FD:
+        opened.append(lambda: os.close(serial_fd))
 
     def pulse(gsi: int):
         def raise_interrupt() -> None:
@@ -383,7 +409,7 @@ def _build_on(setup: VmSetup, config: VmConfig, options: VmmOptions, logger: Log
 
     pio = Bus("PIO")
     mmio = Bus("MMIO")
-    serial = Serial(_serial_writer(_open_serial_output(config)), pulse(COM1_GSI))
+    serial = Serial(_serial_writer(serial_fd), pulse(COM1_GSI))
     pio.insert(serial, COM1_PORT, COM1_SIZE)
     pio.insert(I8042(clean_reset, pulse(I8042_GSI)), I8042_PORT, I8042_SIZE)
     pio.insert(DebugExit(exit_port), DEBUG_EXIT_PORT, 1)

@@ -289,34 +289,39 @@ def _run(arguments: Arguments) -> int:
         from vmm import api
 
         api_socket = api.bind_socket(arguments.api_sock or DEFAULT_API_SOCK)
-    # The kernel's part of the build starts now and overlaps loading the filters and the guest.
-    setup = _start_vm(config) if config is not None else None
 
-    filters = None
     if arguments.no_seccomp:
         sys.stderr.write("vmm: WARNING: --no-seccomp: per-thread seccomp filters are disabled (debugging only)\n")
     else:
-        from vmm import seccomp
-
-        policy_path = None
-        if arguments.seccomp_filter:
-            from pathlib import Path
-
-            policy_path = Path(arguments.seccomp_filter)
-        categories = ["vmm", "vcpu"] + (["api"] if api_socket is not None else [])
-        filters = seccomp.compile_filters(policy_path, categories)
-        _install_reporter(outputs)
-
-    options = builder.VmmOptions(
-        instance_id=arguments.instance_id or "anonymous-instance",
-        boot_timer=arguments.boot_timer,
-        test_devices=arguments.test_devices,
-        filters=filters,
-    )
+        _install_reporter(outputs)  # before any thread exists: a trap in any of them is reported
+    # The kernel's part of the build starts now and overlaps loading the filters and the guest.
+    setup = _start_vm(config) if config is not None else None
+    try:
+        options = builder.VmmOptions(
+            instance_id=arguments.instance_id or "anonymous-instance",
+            boot_timer=arguments.boot_timer,
+            test_devices=arguments.test_devices,
+            filters=None if arguments.no_seccomp else _compile_filters(arguments, api_socket is not None),
+        )
+    except BaseException:
+        if setup is not None:
+            setup.discard()
+        raise
     if api_socket is None:
         assert config is not None
         return _build(config, options, outputs, setup).run()
     return _run_with_api(arguments, api_socket, config, options, outputs, setup)
+
+
+def _compile_filters(arguments: Arguments, with_api: bool) -> dict[str, bytes]:
+    from vmm import seccomp
+
+    policy_path = None
+    if arguments.seccomp_filter:
+        from pathlib import Path
+
+        policy_path = Path(arguments.seccomp_filter)
+    return seccomp.compile_filters(policy_path, ["vmm", "vcpu"] + (["api"] if with_api else []))
 
 
 def _start_vm(config: VmConfig) -> VmSetup:

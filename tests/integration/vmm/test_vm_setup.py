@@ -69,3 +69,32 @@ def test_resources_are_checked_before_any_vm_exists(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exceeds KVM's maximum"):
         builder.start_vm(load_config(config_path))
     assert open_fds() == before
+
+
+def test_a_build_that_fails_after_opening_its_queue_and_serial_output_closes_them(tmp_path: Path) -> None:
+    # The event queue's pipe is made first, then the serial output fails to open (a missing
+    # directory): the pipe, the VM and everything else the build made is closed again.
+    config_path = write_config(
+        tmp_path, write_guest(tmp_path, HANG), extra={"serial": {"serial_out_path": str(tmp_path / "no" / "such")}}
+    )
+    before = open_fds()
+    for _ in range(3):  # as an API client retrying would
+        with pytest.raises(ConfigError, match="serial.serial_out_path: cannot open"):
+            build(config_path, None)
+    assert open_fds() == before
+
+
+def test_a_setup_thread_that_cannot_start_is_a_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import _thread
+
+    def no_threads(*_args: object) -> int:
+        raise RuntimeError("can't start new thread")
+
+    interval = sys.getswitchinterval()
+    config = load_config(write_config(tmp_path, write_guest(tmp_path, HANG)))
+    before = open_fds()
+    monkeypatch.setattr(_thread, "start_new_thread", no_threads)
+    with pytest.raises(VmmError, match="cannot start the vm-setup thread: can't start new thread"):
+        builder.start_vm(config)
+    assert open_fds() == before
+    assert sys.getswitchinterval() == interval

@@ -14,6 +14,7 @@ from vmm.threads import Lock
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
+    from _thread import LockType
     from typing import Protocol
 
     class BusDevice(Protocol):
@@ -79,7 +80,7 @@ class Bus:
             return candidate
         return None
 
-    def lock_for(self, address: int) -> Lock:
+    def lock_for(self, address: int) -> LockType:
         """The lock serialising the device at ``address``, for host-side access (e.g. input)."""
         found = self._find(address, 1)
         if found is None:

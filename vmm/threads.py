@@ -18,8 +18,8 @@ from vmm.libc import libc
 PR_SET_NAME = 15
 MAIN_THREAD_NAME = "vmm"
 
-_main_ident = _thread.get_ident()  # `vmm.threads` is first imported by the main thread
-_names: dict[int, str] = {_main_ident: MAIN_THREAD_NAME}
+# `vmm.threads` is first imported by the main thread.
+_names: dict[int, str] = {_thread.get_ident(): MAIN_THREAD_NAME}
 
 Lock = _thread.allocate_lock
 
@@ -32,10 +32,6 @@ def current_name() -> str:
     """The calling thread's name; threads the VMM did not start are `thread-<id>`."""
     ident = _thread.get_ident()
     return _names.get(ident) or f"thread-{ident}"
-
-
-def is_main_thread() -> bool:
-    return _thread.get_ident() == _main_ident
 
 
 class Thread:

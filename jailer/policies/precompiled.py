@@ -23,7 +23,7 @@ keep mtimes meaningful): a stored file carries a key, the digest of
 The libseccomp version is not part of the key: checking it would mean loading the library on
 every start, which is what the store avoids; re-run `jailer-policy precompile` after upgrading
 libseccomp (the bootstrap does at every setup), and `jailer-policy precompile --check` reports
-programs that differ from a fresh compile.
+programs (and a syscall-name table, below) that differ from a fresh compile.
 
 Digest: BLAKE2b-256 from CPython's `_blake2` module, imported directly. `hashlib` would import
 `_hashlib`, i.e. OpenSSL (~3 ms under `python -X importtime` here, more than everything else

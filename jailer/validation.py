@@ -77,7 +77,14 @@ class JailConfig:
 def parse_rust_uint(text: str, maximum: int) -> int | None:
     """Rust's `str::parse::<uN>()`: optional '+', then ASCII digits only, within range."""
     error = rust_uint_error(text, maximum)
-    return None if error else int(text)
+    return None if error else int(_significant_digits(text))
+
+
+def _significant_digits(text: str) -> str:
+    # Compared as strings, never through int(): Python refuses to convert more than 4300
+    # digits (a ValueError), while Rust just says the number is too large (or, with leading
+    # zeros, parses it).
+    return (text[1:] if text.startswith("+") else text).lstrip("0") or "0"
 
 
 def rust_uint_error(text: str, maximum: int) -> str | None:
@@ -87,7 +94,8 @@ def rust_uint_error(text: str, maximum: int) -> str | None:
     digits = text[1:] if text.startswith("+") else text
     if digits == "" or not all("0" <= ch <= "9" for ch in digits):
         return "invalid digit found in string"
-    if int(digits) > maximum:
+    significant, limit = _significant_digits(text), str(maximum)
+    if len(significant) > len(limit) or (len(significant) == len(limit) and significant > limit):
         return "number too large to fit in target type"
     return None
 
@@ -176,7 +184,7 @@ def parse_resource_limits(values: list[str]) -> dict[str, int]:
             raise JailerError(ErrorKind.RESOURCE_LIMIT_VALUE, value=text, error=error)
         if name not in ("fsize", "no-file"):
             raise JailerError(ErrorKind.RESOURCE_LIMIT_NAME, name=name)
-        limits[name] = int(text)
+        limits[name] = int(_significant_digits(text))
     return limits
 
 

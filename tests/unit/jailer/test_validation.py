@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jailer.args import parse_args
 from jailer.errors import ErrorKind, JailerError, os_error_text
 from jailer.validation import (
     parse_resource_limits,
+    parse_rust_uint,
     rust_uint_error,
     userfaultfd_minor,
     validate,
@@ -69,10 +72,23 @@ def test_invalid_ids(jail_id: str, message: str) -> None:
         ("١", 255, "invalid digit found in string"),  # non-ASCII digit
         ("4294967295", (1 << 32) - 1, None),
         ("4294967296", (1 << 32) - 1, "number too large to fit in target type"),
+        ("9" * 5000, (1 << 64) - 1, "number too large to fit in target type"),  # beyond int()'s 4300 digits
+        ("0" * 5000 + "42", 255, None),  # Rust parses leading zeros
     ],
 )
 def test_rust_uint_parsing(text: str, maximum: int, error: str | None) -> None:
     assert rust_uint_error(text, maximum) == error
+
+
+@given(st.from_regex(r"\+?[0-9]{0,25}", fullmatch=True), st.sampled_from([255, (1 << 32) - 1, (1 << 64) - 1]))
+def test_rust_uint_range_check_agrees_with_integer_comparison(text: str, maximum: int) -> None:
+    digits = text.removeprefix("+")
+    if not digits:
+        return
+    too_large = int(digits) > maximum
+    assert (rust_uint_error(text, maximum) == "number too large to fit in target type") == too_large
+    if not too_large:
+        assert parse_rust_uint(text, maximum) == int(digits)
 
 
 @pytest.mark.parametrize("path", ["a", "a/b", "a/./b", "a//b/", ""])

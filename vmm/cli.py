@@ -153,8 +153,13 @@ def parse_arguments(argv: list[str]) -> Arguments:
         index += 1
     for name in _INT_OPTIONS:
         value = getattr(arguments, name)
-        if value is not None and not (value.isascii() and value.isdigit()):
-            raise ArgumentError(f"--{name.replace('_', '-')} must be a non-negative integer, got {value!r}")
+        if value is None:
+            continue
+        significant = value.lstrip("0") or "0"  # compared as text: int() refuses over 4300 digits
+        if not (value.isascii() and value.isdigit()) or len(significant) > 20 or int(significant) >= 1 << 64:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            raise ArgumentError(f"--{name.replace('_', '-')} must be an integer from 0 to 2^64-1, got {shown!r}")
+        setattr(arguments, name, significant)
     if arguments.help or arguments.version:
         return arguments
     if arguments.config_file is None and arguments.no_api:

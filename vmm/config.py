@@ -399,6 +399,8 @@ def load_config(path: str | os.PathLike[str]) -> VmConfig:
         raise ConfigError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as error:  # an integer beyond Python's 4300-digit conversion limit
+        raise ConfigError(f"{path}: invalid JSON: {str(error).split(';')[0]}") from None
     return parse_config(document)
 
 

@@ -86,6 +86,11 @@ def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
     result = run_vmm(tmp_path / "missing.json")
     assert result.returncode == EXIT_BAD_CONFIGURATION
     assert_one_line(result.stderr, "config file not found")
+    huge = tmp_path / "huge.json"  # an integer Python will not convert (over 4300 digits)
+    huge.write_text('{"machine-config": {"vcpu_count": ' + "9" * 5000 + "}}")
+    result = run_vmm(huge)
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, "invalid JSON: Exceeds the limit (4300 digits)")
 
 
 @pytest.mark.kvm

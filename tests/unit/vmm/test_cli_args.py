@@ -17,6 +17,11 @@ def test_jailer_style_arguments() -> None:
     assert arguments.seccomp_filter == "p.json" and not arguments.no_seccomp
 
 
+def test_time_options_keep_their_value_without_leading_zeros() -> None:
+    arguments = parse_arguments(["--config-file", "c", "--no-api", "--start-time-us", "0" * 5000 + "42"])
+    assert arguments.start_time_us == "42"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -24,7 +29,9 @@ def test_jailer_style_arguments() -> None:
         (["--no-api", "--api-sock", "s", "--config-file", "c"], "--api-sock and --no-api contradict"),
         (["--config-file"], "--config-file needs a value"),
         (["--config-file", "c", "--no-api", "--bogus"], "unknown argument '--bogus'"),
-        (["--config-file", "c", "--no-api", "--start-time-us", "-1"], "must be a non-negative integer"),
+        (["--config-file", "c", "--no-api", "--start-time-us", "-1"], r"must be an integer from 0 to 2\^64-1, got '-1'"),
+        (["--config-file", "c", "--no-api", "--start-time-us", str(1 << 64)], r"from 0 to 2\^64-1"),
+        (["--config-file", "c", "--no-api", "--parent-cpu-time-us", "9" * 5000], r"got '9{40}\.\.\.'"),
         (["--config-file", "c", "--config-file", "d", "--no-api"], "--config-file given twice"),
         (["--config-file", "c", "--no-api", "--no-seccomp", "--seccomp-filter", "p"], "contradict"),
         (["--config-file", "c", "--no-api", "--id", "a/b"], "--id 'a/b'"),

@@ -297,6 +297,8 @@ def _import_oci(args: argparse.Namespace) -> int:
         document = json.loads(Path(args.profile).read_text())
     except json.JSONDecodeError as error:
         raise PolicyError(f"{args.profile}: invalid JSON: {error.msg} at line {error.lineno}") from None
+    except (ValueError, RecursionError) as error:  # 4300-digit integers; nesting beyond the stack
+        raise PolicyError(f"{args.profile}: invalid JSON: {str(error).split(';')[0]}") from None
     imported = oci.import_profile(document, name=args.category, arch=args.arch, source=args.profile)
     if imported.skipped_names:
         print(f"jailer-policy: skipped names unknown on {args.arch}: {', '.join(imported.skipped_names)}", file=sys.stderr)
@@ -342,7 +344,7 @@ def _trace(args: argparse.Namespace) -> int:
         raise PolicyError("trace needs a command after --")
     try:
         action_json = json.loads(args.default_action) if args.default_action.startswith("{") else args.default_action
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise PolicyError(f"--default-action: not an action: {args.default_action!r}") from None
     default = policy_parser.parse_action(action_json, "--default-action")
     result = trace.trace_command(command)

@@ -41,6 +41,8 @@ def parse_policy(text: str, *, source: str = "<policy>") -> model.Policy:
         raise PolicyError(f"{source}: duplicate key {duplicate.args[0]!r}") from None
     except RecursionError:
         raise PolicyError(f"{source}: invalid JSON: nested too deeply") from None
+    except ValueError as error:  # an integer beyond Python's 4300-digit conversion limit
+        raise PolicyError(f"{source}: invalid JSON: {str(error).split(';')[0]}") from None
     return policy_from_json(document, source=source)
 
 

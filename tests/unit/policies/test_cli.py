@@ -105,6 +105,15 @@ def test_console_script_has_no_traceback_on_bad_input(tmp_path: Path) -> None:
     assert "category 'vcpu', rule 1 (ioctl), args[0]: 'index' must be an integer from 0 to 5, got 6" in result.stderr
 
 
+def test_import_oci_refuses_unconvertible_integers_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = tmp_path / "huge.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", '
+                       '"args": [{"index": 0, "value": ' + "9" * 5000 + ', "op": "SCMP_CMP_EQ"}]}]}')
+    code, _, err = _run(capsys, "import-oci", str(profile))
+    assert code == 2
+    assert err.strip() == f"jailer-policy: {profile}: invalid JSON: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"
+
+
 def test_diff_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = write_policy(tmp_path, {"t": category([{"syscall": "read"}])}, "old.json")
     new = write_policy(tmp_path, {"t": category([{"syscall": "read"}, {"syscall": "ptrace"}])}, "new.json")

@@ -33,6 +33,7 @@ def _arg(**overrides: object) -> dict[str, object]:
     ("document", "expected"),
     [
         ("{", r"p.json: invalid JSON: .* line 1 column 2"),
+        ('{"vcpu": ' + "9" * 5000 + "}", r"p.json: invalid JSON: Exceeds the limit \(4300 digits\)"),
         ([], "the top level must be an object of categories, not a list"),
         ({}, "no categories"),
         ({"vcpu": {"filter_action": "allow", "filter": []}}, "category 'vcpu': missing 'default_action'"),

@@ -141,8 +141,12 @@ def parse_arguments(argv: list[str]) -> Arguments:
                 raise ArgumentError(f"{name} needs a value")
             if getattr(arguments, _VALUE_OPTIONS[name]) is not None:
                 raise ArgumentError(f"{name} given twice")
+            if not value:
+                raise ArgumentError(f"{name} needs a value, got an empty one")
             setattr(arguments, _VALUE_OPTIONS[name], value)
         elif option in _FLAGS:
+            if getattr(arguments, _FLAGS[option]):
+                raise ArgumentError(f"{option} given twice")
             setattr(arguments, _FLAGS[option], True)
         elif option in ("-h", "--help"):
             arguments.help = True
@@ -200,10 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = _run(arguments)
     except KeyboardInterrupt:
+        _remove_created()
         return _fail("interrupted before the VM started", 130)
     except ConfigError as error:
+        _remove_created()
         return _fail(str(error), EXIT_BAD_CONFIGURATION)
     except VmmError as error:
+        _remove_created()
         return _fail(str(error), EXIT_GENERIC)
     # Interpreter shutdown would run under the main thread's seccomp filter; the VM is
     # over and every log and metric is flushed, so leave directly.
@@ -226,6 +233,34 @@ class Outputs:
         self.metrics = metrics
 
 
+# Files this run created for its outputs (log, metrics, API socket): removed again when the
+# run fails before the VM starts, so a bad configuration leaves nothing behind.
+_created: list[str] = []
+
+
+class _CreationNote:
+    """Adds ``path`` to `_created` if it did not exist before the block and does after it."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.existed = path is None or os.path.lexists(path)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exception: object) -> None:
+        if not self.existed and self.path is not None and os.path.lexists(self.path):
+            _created.append(self.path)
+
+
+def _remove_created() -> None:
+    while _created:
+        try:
+            os.unlink(_created.pop())
+        except OSError:
+            pass
+
+
 def _open_logger(arguments: Arguments, config_logger: LoggerConfig | None) -> Logger:
     from vmm.config import LOG_LEVELS
     from vmm.errors import ConfigError
@@ -237,7 +272,8 @@ def _open_logger(arguments: Arguments, config_logger: LoggerConfig | None) -> Lo
         raise ConfigError(f"--level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
     path = arguments.log_path or (config_logger.log_path if config_logger else None)
     try:
-        return Logger.open(arguments.instance_id or "anonymous-instance", canonical, None if path is None else str(path))
+        with _CreationNote(path):
+            return Logger.open(arguments.instance_id or "anonymous-instance", canonical, None if path is None else str(path))
     except OSError as error:
         raise ConfigError(f"cannot open the log file {path}: {error.strerror}") from None
 
@@ -248,7 +284,8 @@ def _open_metrics(arguments: Arguments, config: VmConfig | None) -> Metrics:
 
     path = arguments.metrics_path or (str(config.metrics.metrics_path) if config and config.metrics else None)
     try:
-        metrics = Metrics.open(path)
+        with _CreationNote(path):
+            metrics = Metrics.open(path)
     except OSError as error:
         raise ConfigError(f"cannot open the metrics file {path}: {error.strerror}") from None
     if arguments.start_time_us is not None:
@@ -293,7 +330,9 @@ def _run(arguments: Arguments) -> int:
     if not arguments.no_api:
         from vmm import api
 
-        api_socket = api.bind_socket(arguments.api_sock or DEFAULT_API_SOCK)
+        socket_path = arguments.api_sock or DEFAULT_API_SOCK
+        with _CreationNote(socket_path):
+            api_socket = api.bind_socket(socket_path)
 
     if arguments.no_seccomp:
         sys.stderr.write("vmm: WARNING: --no-seccomp: per-thread seccomp filters are disabled (debugging only)\n")

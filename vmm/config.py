@@ -202,6 +202,10 @@ class _Object:
             return None
         if not value or "\0" in value:
             raise ConfigError(f"{self.where}.{name}: expected a file path, got {value!r}")
+        try:
+            os.fsencode(value)
+        except UnicodeEncodeError:  # JSON can spell lone surrogates no file name has
+            raise ConfigError(f"{self.where}.{name}: {value!r} is not a valid file name") from None
         return path_text(value)
 
 
@@ -387,22 +391,42 @@ def parse_config(document: Any) -> VmConfig:
 def load_config(path: str | os.PathLike[str]) -> VmConfig:
     path = path_text(path)
     try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
+        text = _read_regular_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {getattr(error, 'strerror', None) or error}") from None
     try:
-        document = jsontext.loads(text)
+        document = jsontext.loads(text, unique_keys=True)
     except jsontext.JsonError as error:
         raise ConfigError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+    except jsontext.DuplicateKey as duplicate:
+        raise ConfigError(f"{path}: duplicate key {duplicate.key!r}") from None
     except ValueError as error:  # an integer beyond Python's 4300-digit conversion limit
         raise ConfigError(f"{path}: invalid JSON: {str(error).split(';')[0]}") from None
     return parse_config(document)
 
+
+def _read_regular_file(path: str) -> bytes:
+    """The file's bytes; OSError(EINVAL) for anything but a regular file (opened without
+    blocking, so a FIFO cannot hang the VMM; directories and devices are refused too)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks = []
+        # 64 KiB reads: a larger buffer that read() then shrinks costs an mremap, which the
+        # jail's outer allowlist does not grant.
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+MAX_XAPIC_VCPUS = 255  # MADT processor-local-APIC entries carry 8-bit APIC ids
 
 # stat() failures that mean "no such file" (as pathlib's exists() treats them; others raise).
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
@@ -413,7 +437,7 @@ def _require_file(path: str, what: str) -> None:
         mode = os.stat(path).st_mode
     except OSError as error:
         if error.errno not in _MISSING_ERRNOS:
-            raise
+            raise ConfigError(f"{what} {path}: {error.strerror}") from None
         raise ConfigError(f"{what} not found: {path}") from None
     except ValueError:  # not encodable for the file system
         raise ConfigError(f"{what} not found: {path}") from None
@@ -431,6 +455,11 @@ def check_resources(config: VmConfig, *, max_vcpus: int, host_memory_bytes: int)
     machine = config.machine_config
     if machine.vcpu_count > max_vcpus:
         raise ConfigError(f"machine-config.vcpu_count: {machine.vcpu_count} exceeds KVM's maximum of {max_vcpus}")
+    if machine.vcpu_count > MAX_XAPIC_VCPUS:
+        raise ConfigError(
+            f"machine-config.vcpu_count: {machine.vcpu_count} exceeds {MAX_XAPIC_VCPUS}, the most vCPUs "
+            "this VMM's xAPIC MADT entries can describe"
+        )
     if machine.mem_size_mib * (1 << 20) > host_memory_bytes:
         raise ConfigError(
             f"machine-config.mem_size_mib: {machine.mem_size_mib} MiB exceeds host memory "

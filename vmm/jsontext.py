@@ -29,6 +29,25 @@ class JsonError(ValueError):
         super().__init__(f"{msg}: line {self.lineno} column {self.colno} (char {pos})")
 
 
+class DuplicateKey(ValueError):
+    """An object names the same key twice (`loads(..., unique_keys=True)`)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_keys_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return document
+
+
 class _ScannerContext:
     """The attributes `_json.make_scanner` reads: `json.JSONDecoder`'s defaults."""
 
@@ -40,34 +59,43 @@ class _ScannerContext:
     parse_constant = _CONSTANTS.__getitem__
 
 
-_scan_once = _json.make_scanner(_ScannerContext())
+class _UniqueKeysContext(_ScannerContext):
+    object_pairs_hook = staticmethod(_unique_keys_object)
+
+
+_scanners = {False: _json.make_scanner(_ScannerContext()), True: _json.make_scanner(_UniqueKeysContext())}
 
 
 def _skip_whitespace(text: str, pos: int) -> int:
     return len(text) - len(text[pos:].lstrip(_WHITESPACE))
 
 
-def _scan(text: str, start: int) -> tuple[object, int]:
+def _scan(text: str, start: int, unique_keys: bool) -> tuple[object, int]:
+    scan_once = _scanners[unique_keys]
     try:
-        return _scan_once(text, start)
+        return scan_once(text, start)
     except SystemError:
         # The scanner raises syntax errors as json.decoder.JSONDecodeError, which it looks up
         # in sys.modules only (a SystemError when absent): load it, on this error path alone,
         # and scan again to get the error itself.
         import json.decoder  # noqa: F401
 
-        return _scan_once(text, start)
+        return scan_once(text, start)
 
 
-def loads(text: str) -> object:
-    """The value of the JSON document ``text``; raises `JsonError` as `json.loads` would."""
+def loads(text: str, *, unique_keys: bool = False) -> object:
+    """The value of the JSON document ``text``; raises `JsonError` as `json.loads` would, and
+    with ``unique_keys`` `DuplicateKey` for an object that names a key twice (where `json`
+    keeps the last value: a configuration that says two things is refused instead)."""
     if text.startswith("\ufeff"):
         raise JsonError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     start = _skip_whitespace(text, 0)
     try:
-        value, end = _scan(text, start)
+        value, end = _scan(text, start, unique_keys)
     except StopIteration as stop:
         raise JsonError("Expecting value", text, stop.value) from None
+    except DuplicateKey:
+        raise
     except ValueError as error:
         # The C scanner raises json.JSONDecodeError (importing json.decoder to do so).
         pos = getattr(error, "pos", None)

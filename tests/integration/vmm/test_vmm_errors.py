@@ -4,6 +4,7 @@ a nonzero status (152 for configuration, 153 for arguments), never a traceback."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ def config_with(tmp_path: Path, **changes: Any) -> Path:
         ({"boot-source": None}, "missing required section 'boot-source'"),
         ({"balloon-config": {}}, "unknown section 'balloon-config'"),
         ({"network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]}, "virtio-net devices are not supported yet"),
+        ({"machine-config": {"vcpu_count": 256}}, "256 exceeds 255, the most vCPUs this VMM's xAPIC MADT entries"),
+        ({"boot-source": {"kernel_image_path": "/tmp/" + "k" * 300}}, "kernel image /tmp/kkk"),  # ENAMETOOLONG
+        ({"logger": {"log_path": "/tmp/\ud800.log"}}, "logger.log_path: '/tmp/\\ud800.log' is not a valid file name"),
+        ({"metrics": {"metrics_path": "/tmp/\udfff"}}, "metrics.metrics_path: '/tmp/\\udfff' is not a valid file name"),
     ],
 )
 @pytest.mark.kvm
@@ -51,6 +56,37 @@ def test_configuration_errors(tmp_path: Path, changes: dict[str, Any], fragment:
     result = run_vmm(config_with(tmp_path, **changes))
     assert result.returncode == EXIT_BAD_CONFIGURATION
     assert_one_line(result.stderr, fragment)
+
+
+@pytest.mark.kvm
+def test_bad_configurations_leave_no_log_metrics_or_socket_files(tmp_path: Path) -> None:
+    log, metrics = tmp_path / "vmm.log", tmp_path / "vmm.metrics"
+    config = config_with(tmp_path, **{"boot-source": {"kernel_image_path": str(tmp_path / "missing")},
+                                      "logger": {"log_path": str(log)}, "metrics": {"metrics_path": str(metrics)}})
+    result = run_vmm(config)
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, "kernel image not found")
+    assert not log.exists() and not metrics.exists()
+    kept = tmp_path / "kept.log"
+    kept.write_text("earlier lines\n")  # a log that existed before stays, with what it had
+    result = run_vmm(config, "--log-path", str(kept))
+    assert result.returncode == EXIT_BAD_CONFIGURATION and kept.read_text().startswith("earlier lines\n")
+
+
+def test_config_files_that_are_fifos_duplicated_keys_or_empty_arguments(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    result = run_vmm(fifo, timeout=20)  # must not block on the FIFO
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, f"cannot read config file {fifo}: not a regular file")
+    duplicated = tmp_path / "dup.json"
+    duplicated.write_text('{"machine-config": {"vcpu_count": 1, "vcpu_count": 2, "mem_size_mib": 64}}')
+    result = run_vmm(duplicated)
+    assert result.returncode == EXIT_BAD_CONFIGURATION
+    assert_one_line(result.stderr, f"{duplicated}: duplicate key 'vcpu_count'")
+    result = run_vmm(duplicated, "--log-path", "")
+    assert result.returncode == 153
+    assert_one_line(result.stderr, "--log-path needs a value, got an empty one")
 
 
 @pytest.mark.kvm

@@ -17,12 +17,13 @@ from rootfs_builder import busybox, cpio
 from rootfs_builder.cache import Cache
 from rootfs_builder.errors import BuildError
 from rootfs_builder.files import check_output_dir, output_dir, output_file
-from rootfs_builder.initramfs import InitramfsBuild, build_initramfs
-from rootfs_builder.kernel import KernelBuild, build_kernel
+from rootfs_builder.initramfs import InitramfsBuild, build_initramfs, check_compression
+from rootfs_builder.kernel import KernelBuild, build_kernel, check_flavor
 from rootfs_builder.progress import Progress, QuietProgress
-from rootfs_builder.rootfs import RootfsBuild, build_rootfs, source_date_epoch
+from rootfs_builder.rootfs import RootfsBuild, build_rootfs, parse_size, source_date_epoch
 
 BUILDER_VERSION = "0.1.0"
+INITRAMFS_NAMES = {"gzip": "initramfs.cpio.gz", "zstd": "initramfs.cpio.zst", "none": "initramfs.cpio"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,24 @@ def small_rootfs_tree(root: Path, busybox_path: Path) -> None:
     busybox.materialize(items, root)
 
 
+def check_arguments(
+    out_dir: Path, *, flavor: str, compression: str, rootfs_size: str, busybox_path: Path = busybox.DEFAULT_BUSYBOX
+) -> None:
+    """Refuse every bad input `build_all` can know about before it fetches anything.
+
+    The kernel step comes first and may download tens of MB; an option that only the
+    initramfs or rootfs step reads (or SOURCE_DATE_EPOCH) must not fail after it.
+    """
+    check_flavor(flavor)
+    check_compression(compression)
+    parse_size(rootfs_size)
+    source_date_epoch()
+    busybox.check_static(Path(busybox_path))
+    check_output_dir(
+        Path(out_dir), files=(INITRAMFS_NAMES[compression], "rootfs.ext4", "manifest.json"), dirs=("kernel",)
+    )
+
+
 def _artifact(path: Path, out_dir: Path, size: int, sha256: str) -> dict[str, Any]:
     return {"path": str(path.relative_to(out_dir)), "size": size, "sha256": sha256}
 
@@ -70,13 +89,14 @@ def build_all(
     cache = cache or Cache()
     progress = progress or QuietProgress()
     out_dir = Path(out_dir).absolute()
-    check_output_dir(out_dir)
+    check_arguments(
+        out_dir, flavor=flavor, compression=compression, rootfs_size=rootfs_size, busybox_path=busybox_path
+    )
     with output_dir(out_dir) as staging:
         # Build into the staging directory, then rebase the reported paths onto out_dir.
         kernel = build_kernel(staging / "kernel", flavor, cache=cache, progress=progress)
-        suffix = {"gzip": ".cpio.gz", "zstd": ".cpio.zst", "none": ".cpio"}.get(compression, ".cpio")
         initramfs = build_initramfs(
-            staging / "kernel", staging / f"initramfs{suffix}", compression=compression, command=command,
+            staging / "kernel", staging / INITRAMFS_NAMES[compression], compression=compression, command=command,
             busybox_path=busybox_path, cache=cache, progress=progress,
         )  # fmt: skip
         cache.root.mkdir(parents=True, exist_ok=True)

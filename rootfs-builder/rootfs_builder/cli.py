@@ -8,6 +8,7 @@ bad usage), with partial outputs removed.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -19,32 +20,49 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _nonempty(text: str) -> str:
+    """An option value that must not be empty (an empty suite or mirror is never meant)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty value is not allowed")
+    return text
+
+
+def _path(text: str) -> Path:
+    """A path option; ``Path("")`` is the current directory, so an empty one would silently
+    build in (or cache to, or copy) whatever directory the command happens to run in."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path is not allowed")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rootfs-builder", description="Build guest kernels, initramfs and ext4 rootfs images.")
-    parser.add_argument("--cache-dir", type=Path, help="cache root (default $XDG_CACHE_HOME/stockade)")
+    parser.add_argument("--cache-dir", type=_path, help="cache root (default $XDG_CACHE_HOME/stockade)")
     commands = parser.add_subparsers(dest="subcommand", required=True, parser_class=_Parser)
 
     kernel = commands.add_parser("kernel", help="Debian kernel: vmlinuz, vmlinux (ELF), config, modules")
     kernel.add_argument("--flavor", default="cloud", help="cloud (linux-image-cloud-amd64) or generic (linux-image-amd64)")
-    kernel.add_argument("--out", type=Path, required=True, help="output directory")
+    kernel.add_argument("--out", type=_path, required=True, help="output directory")
 
     initramfs = commands.add_parser("initramfs", help="busybox initramfs loading the virtio modules")
-    initramfs.add_argument("--kernel", type=Path, required=True, help="a 'rootfs-builder kernel' output directory")
-    initramfs.add_argument("--out", type=Path, required=True, help="output file")
-    initramfs.add_argument("--init", type=Path, help="use this script as /init instead of the default one")
+    initramfs.add_argument("--kernel", type=_path, required=True, help="a 'rootfs-builder kernel' output directory")
+    initramfs.add_argument("--out", type=_path, required=True, help="output file")
+    initramfs.add_argument("--init", type=_path, help="use this script as /init instead of the default one")
     initramfs.add_argument("--command", help="what the default /init runs (default: a shell on the console)")
     initramfs.add_argument("--compress", default="gzip", help="gzip, zstd or none")
 
     rootfs = commands.add_parser("rootfs", help="ext4 image without loop mounts (mkfs.ext4 -d)")
     source = rootfs.add_mutually_exclusive_group(required=True)
-    source.add_argument("--from", dest="source_dir", type=Path, help="directory tree to copy in")
-    source.add_argument("--debootstrap", metavar="SUITE", help="a minimal Debian (debootstrap --variant=minbase)")
-    rootfs.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror for --debootstrap")
-    rootfs.add_argument("--out", type=Path, required=True, help="output .ext4 file")
+    source.add_argument("--from", dest="source_dir", type=_path, help="directory tree to copy in")
+    source.add_argument("--debootstrap", metavar="SUITE", type=_nonempty,
+                        help="a minimal Debian (debootstrap --variant=minbase)")  # fmt: skip
+    rootfs.add_argument("--mirror", default="http://deb.debian.org/debian", type=_nonempty,
+                        help="Debian mirror for --debootstrap")  # fmt: skip
+    rootfs.add_argument("--out", type=_path, required=True, help="output .ext4 file")
     rootfs.add_argument("--size", required=True, help="image size, e.g. 64M or 1G")
 
     bundle = commands.add_parser("all", help="everything the demo needs, with manifest.json")
-    bundle.add_argument("--out", type=Path, required=True, help="output directory")
+    bundle.add_argument("--out", type=_path, required=True, help="output directory")
     bundle.add_argument("--flavor", default="cloud")
     bundle.add_argument("--compress", default="gzip")
     bundle.add_argument("--rootfs-size", default="16M")
@@ -116,6 +134,10 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Reported paths may hold non-UTF-8 bytes (surrogate-escaped); print them as the bytes
+        # they are rather than fail with UnicodeEncodeError after the build has succeeded.
+        sys.stdout.reconfigure(errors="surrogateescape")
     from rootfs_builder.errors import BuildError
 
     try:

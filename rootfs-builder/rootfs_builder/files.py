@@ -2,7 +2,9 @@
 
 Outputs are written to a temporary name in the destination directory and renamed into place
 at the end, so an interrupted or failed build never leaves a half-written artifact behind,
-and a rename within one directory cannot fail for lack of space.
+and a rename within one directory cannot fail for lack of space. A rename replaces whatever
+the name points at, so an existing target must be a regular file (or, for an output directory's
+entries, a real directory): devices, FIFOs, sockets and symlinks are refused, never replaced.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,25 +40,83 @@ def _check_writable_dir(directory: Path) -> None:
         raise BuildError(f"output directory {directory} is not writable")
 
 
-def check_output_dir(final: Path) -> None:
-    """Fail before any slow work when `final` (existing or to be created) cannot be written."""
+_KINDS = {
+    stat.S_IFREG: "a regular file",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _existing_kind(path: Path) -> int | None:
+    """The file type of `path` itself (a symlink is not followed), or None if it is absent."""
+    try:
+        return stat.S_IFMT(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise BuildError(f"cannot inspect output {path}: {error.strerror}") from None
+
+
+def check_replaceable(target: Path, *, directory: bool = False) -> None:
+    """Refuse to replace `target` unless it is absent or an earlier output of the same kind.
+
+    Outputs are renamed over their target, and a rename replaces whatever the name points at:
+    ``--out /dev/null`` would swap the host's null device for a regular file. So an existing
+    target must be a regular file (a real directory where `directory` is set); symlinks,
+    devices, FIFOs and sockets are refused, since none of them is something a build wrote.
+    """
+    kind = _existing_kind(target)
+    wanted = stat.S_IFDIR if directory else stat.S_IFREG
+    if kind is None or kind == wanted:
+        return
+    expected = "a directory" if directory else "a regular file"
+    what = _KINDS.get(kind, "of an unknown file type")
+    raise BuildError(f"output {target} is {what}, not {expected}; refusing to replace it")
+
+
+def check_output_file(final: Path) -> None:
+    """Fail before any slow work when `final` cannot be written or must not be replaced."""
     final = final.absolute()
-    _check_writable_dir(final if final.exists() else final.parent)
+    _check_writable_dir(final.parent)
+    check_replaceable(final)
+
+
+def check_output_dir(final: Path, *, files: tuple[str, ...] = (), dirs: tuple[str, ...] = ()) -> None:
+    """Fail before any slow work when `final` (existing or to be created) cannot be written,
+    or when one of the `files` or `dirs` the build will put in it must not be replaced."""
+    final = final.absolute()
+    kind = _existing_kind(final)
+    if kind is not None and not final.is_dir():  # a symlink to a directory is written into
+        raise BuildError(f"output {final} is {_KINDS.get(kind, 'of an unknown file type')}, not a directory")
+    _check_writable_dir(final if kind is not None else final.parent)
+    for name in files:
+        check_replaceable(final / name)
+    for name in dirs:
+        check_replaceable(final / name, directory=True)
 
 
 @contextmanager
 def output_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `final`; rename it to `final` only if the body succeeds."""
+    """Yield a temporary path next to `final`; rename it to `final` only if the body succeeds.
+
+    The target is checked before the body runs and again just before the rename, since the
+    body can take minutes. (No rename flag means "replace only a regular file", so a target
+    swapped for a device in the last microseconds is not caught; such a swap needs write
+    access to the output directory, which would let it do the same damage anyway.)
+    """
     final = final.absolute()
-    _check_writable_dir(final.parent)
-    if final.is_dir():
-        raise BuildError(f"output {final} is a directory")
+    check_output_file(final)
     handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
     os.close(handle)
     temporary = Path(name)
     try:
         yield temporary
         os.chmod(temporary, 0o644)
+        check_replaceable(final)
         os.replace(temporary, final)
     finally:
         temporary.unlink(missing_ok=True)
@@ -81,9 +142,13 @@ def output_dir(final: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=".rootfs-builder.", suffix=".partial", dir=final))
     try:
         yield staging
-        for entry in sorted(staging.iterdir()):
+        entries = sorted(staging.iterdir())
+        # Every target is checked before the first is replaced, so a refusal changes nothing.
+        for entry in entries:
+            check_replaceable(final / entry.name, directory=entry.is_dir() and not entry.is_symlink())
+        for entry in entries:
             target = final / entry.name
-            if target.is_dir() and not target.is_symlink():
+            if _existing_kind(target) == stat.S_IFDIR:
                 shutil.rmtree(target)
             os.replace(entry, target)
     except BaseException:

@@ -21,7 +21,7 @@ from pathlib import Path
 from rootfs_builder import busybox, cpio, kmod
 from rootfs_builder.cache import Cache
 from rootfs_builder.errors import BuildError
-from rootfs_builder.files import deliver, sha256_bytes, sha256_file
+from rootfs_builder.files import check_output_file, deliver, sha256_bytes, sha256_file
 from rootfs_builder.kernel import load_kernel_dir
 from rootfs_builder.progress import Progress, QuietProgress
 
@@ -77,14 +77,21 @@ def default_init(release: str, module_paths: list[str], command: str | None) -> 
     return "\n".join(lines)
 
 
+def check_compression(compression: str) -> None:
+    """Refuse an unknown compression, or zstd without its tool, before any work is done."""
+    if compression not in COMPRESSIONS:
+        raise BuildError(f"unknown compression {compression!r} (choose from {', '.join(COMPRESSIONS)})")
+    if compression == "zstd" and shutil.which("zstd") is None:
+        raise BuildError("--compress zstd needs the 'zstd' tool")
+
+
 def compress(data: bytes, compression: str) -> bytes:
     """Deterministic compression: gzip with mtime 0, zstd single-threaded at a fixed level."""
+    check_compression(compression)
     if compression == "none":
         return data
     if compression == "gzip":
         return gzip.compress(data, compresslevel=9, mtime=0)
-    if shutil.which("zstd") is None:
-        raise BuildError("--compress zstd needs the 'zstd' tool")
     result = subprocess.run(["zstd", "-10", "-q", "-c", "-T1"], input=data, capture_output=True)
     if result.returncode != 0:
         raise BuildError(f"zstd failed: {result.stderr.decode(errors='replace').strip()}")
@@ -113,12 +120,12 @@ def build_initramfs(
     `init_script` replaces the default ``/init``; `command` is what the default one runs
     instead of an interactive shell.
     """
-    if compression not in COMPRESSIONS:
-        raise BuildError(f"unknown compression {compression!r} (choose from {', '.join(COMPRESSIONS)})")
+    check_compression(compression)
     if init_script is not None and command is not None:
         raise BuildError("--init replaces the default /init, which is what runs --command; give one of them")
     if init_script is not None and not Path(init_script).is_file():
         raise BuildError(f"init script {init_script} does not exist")
+    check_output_file(Path(out))
     modules_dir, release, config = load_kernel_dir(Path(kernel_dir))
     option = _RD_CONFIG.get(compression)
     if option and config and config.get(option) != "y":

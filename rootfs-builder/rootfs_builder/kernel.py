@@ -84,6 +84,12 @@ def _unpack(meta: apt.Package, image: apt.Package, entry: Path, progress: Progre
     (entry / "kernel.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
 
 
+def check_flavor(flavor: str) -> None:
+    """Refuse an unknown flavor; `all` calls this too, before any of its steps run."""
+    if flavor not in FLAVORS:
+        raise BuildError(f"unknown kernel flavor {flavor!r} (choose from {', '.join(FLAVORS)})")
+
+
 def build_kernel(
     out_dir: Path,
     flavor: str = "cloud",
@@ -91,12 +97,11 @@ def build_kernel(
     cache: Cache | None = None,
     progress: Progress | None = None,
 ) -> KernelBuild:
-    if flavor not in FLAVORS:
-        raise BuildError(f"unknown kernel flavor {flavor!r} (choose from {', '.join(FLAVORS)})")
+    check_flavor(flavor)
     cache = cache or Cache()
     progress = progress or QuietProgress()
     out_dir = Path(out_dir).absolute()
-    check_output_dir(out_dir)
+    check_output_dir(out_dir, files=tuple(n for n in KERNEL_FILES if n != "modules"), dirs=("modules",))
     with progress.step(f"resolving {FLAVORS[flavor]}"):
         meta = apt.show(FLAVORS[flavor])
         image = _image_package(meta)

@@ -23,12 +23,16 @@ from pathlib import Path
 
 from rootfs_builder.cache import Cache, inputs_key
 from rootfs_builder.errors import BuildError
-from rootfs_builder.files import deliver, sha256_file
+from rootfs_builder.files import check_replaceable, deliver, sha256_file
 from rootfs_builder.progress import Progress, QuietProgress
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 MIN_SIZE = 1 << 20
+# ext4 addresses 2^48 blocks; with 4 KiB blocks that is 1 EiB, the largest image there can be.
+MAX_SIZE = 1 << 60
+# ext4 (256-byte inodes) stores times up to 2446-05-10, 3 * 2^32 past the signed 32-bit limit.
+MAX_EPOCH = (1 << 31) - 1 + (3 << 32)
 BLOCK_SIZE = 4096
 INODE_SIZE = 256
 
@@ -44,24 +48,50 @@ class RootfsBuild:
     cache_key: str
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """`text` for an error line: repr'd, and cut short if it is long (a 5000-digit size)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _ascii_int(digits: str, limit: int) -> int | None:
+    """The value of ASCII `digits`, or None if it exceeds `limit`.
+
+    The length is compared before ``int()``, which refuses more than 4300 digits with a
+    ValueError (and would be slow on huge strings anyway).
+    """
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(limit)):
+        return None
+    value = int(significant)
+    return value if value <= limit else None
+
+
 def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
+    """Bytes in `text`: ASCII digits (not e.g. fullwidth ones) and an optional K, M or G."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)(?:i?B)?\s*", text, flags=re.IGNORECASE | re.ASCII)
     if match is None:
-        raise BuildError(f"invalid size {text!r} (use e.g. 64M, 1G or a byte count)")
-    size = int(match.group(1)) * _UNITS[match.group(2).upper()]
+        raise BuildError(f"invalid size {_shown(text)} (use e.g. 64M, 1G or a byte count)")
+    unit = _UNITS[match.group(2).upper()]
+    count = _ascii_int(match.group(1), MAX_SIZE // unit)
+    if count is None:
+        raise BuildError(f"size {_shown(text.strip())} is too large (ext4 images hold at most 1 EiB)")
+    size = count * unit
     if size < MIN_SIZE:
-        raise BuildError(f"size {text} is too small (at least 1M)")
+        raise BuildError(f"size {_shown(text.strip())} is too small (at least 1M)")
     if size % BLOCK_SIZE:
-        raise BuildError(f"size {text} is not a multiple of the {BLOCK_SIZE}-byte block size")
+        raise BuildError(f"size {_shown(text.strip())} is not a multiple of the {BLOCK_SIZE}-byte block size")
     return size
 
 
 def source_date_epoch() -> int:
     """``SOURCE_DATE_EPOCH``, default 1: e2fsprogs reads a fake time of 0 as "use the clock"."""
     value = os.environ.get("SOURCE_DATE_EPOCH", "1")
-    if not value.isdigit():
-        raise BuildError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
-    return max(int(value), 1)
+    if re.fullmatch(r"[0-9]+", value, flags=re.ASCII) is None:
+        raise BuildError(f"SOURCE_DATE_EPOCH={_shown(value)} is not a number of seconds")
+    seconds = _ascii_int(value, MAX_EPOCH)
+    if seconds is None:
+        raise BuildError(f"SOURCE_DATE_EPOCH={_shown(value)} is later than ext4 can store (2446-05-10)")
+    return max(seconds, 1)
 
 
 def _tree_digest_and_usage(tree: Path) -> tuple[str, int]:
@@ -74,11 +104,12 @@ def _tree_digest_and_usage(tree: Path) -> tuple[str, int]:
         for name in sorted(dirs + files):
             path = Path(root) / name
             info = path.lstat()
-            relative = os.path.relpath(path, tree)
-            digest.update(f"{relative}\0{info.st_mode:o}\0{info.st_uid}\0{info.st_gid}\0{info.st_rdev}\0".encode())
+            # Names are bytes on Linux and need not be UTF-8 (b"\xff"): hash the bytes.
+            relative = os.fsencode(os.path.relpath(path, tree))
+            digest.update(relative + f"\0{info.st_mode:o}\0{info.st_uid}\0{info.st_gid}\0{info.st_rdev}\0".encode())
             needed += INODE_SIZE * 4 + BLOCK_SIZE
             if stat.S_ISLNK(info.st_mode):
-                digest.update(os.readlink(path).encode())
+                digest.update(os.fsencode(os.readlink(path)))
             elif stat.S_ISREG(info.st_mode):
                 digest.update(sha256_file(path).encode())
                 needed += -(-info.st_size // BLOCK_SIZE) * BLOCK_SIZE
@@ -93,7 +124,9 @@ def _clamp_times(tree: Path, epoch: int) -> None:
 
 
 def _stage(source: Path, staging: Path, epoch: int) -> None:
-    result = subprocess.run(["cp", "-a", "--", f"{source}/.", str(staging)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["cp", "-a", "--", f"{source}/.", str(staging)], capture_output=True, text=True, errors="replace"
+    )
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()
         raise BuildError(f"cannot copy {source}: {lines[-1] if lines else result.returncode}")
@@ -121,7 +154,7 @@ def _mkfs(staging: Path, image: Path, size: int, key: str, label: str, epoch: in
         "-d", str(staging), str(image), f"{size // 1024}k",
     ]  # fmt: skip
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=environment)
+        result = subprocess.run(command, capture_output=True, text=True, errors="replace", env=environment)
     except FileNotFoundError:
         raise BuildError("mkfs.ext4 is not installed (install e2fsprogs)") from None
     if result.returncode != 0:
@@ -130,7 +163,7 @@ def _mkfs(staging: Path, image: Path, size: int, key: str, label: str, epoch: in
             raise BuildError(f"size {size >> 20}M is too small for the tree (it needs about {(needed >> 20) + 2}M)")
         raise BuildError(f"mkfs.ext4 failed: {text.splitlines()[-1] if text else result.returncode}")
     _pin_inode_times(staging, image, epoch, environment)
-    check = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+    check = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True, errors="replace")
     if check.returncode != 0:
         raise BuildError(f"e2fsck finds the new image inconsistent: {check.stdout.strip().splitlines()[-1:]}")
 
@@ -142,18 +175,18 @@ def _pin_inode_times(tree: Path, image: Path, epoch: int, environment: dict[str,
     can be pinned on the host: ctime is always "now" after our utime, and mkfs reading a file
     with an old atime updates it. mtime is already clamped; crtime follows the fake time.
     """
-    commands = ["/"]
+    paths = [b"/"]
     for root, dirs, files in os.walk(tree):
         for name in dirs + files:
             relative = "/" + os.path.relpath(os.path.join(root, name), tree)
             if '"' in relative or "\n" in relative:
                 raise BuildError(f"cannot pin the times of {relative!r}: quotes and newlines are unsupported in names")
-            commands.append(f'"{relative}"')
-    script = "".join(f"sif {path} {field} {epoch}\n" for path in commands for field in ("atime", "ctime"))
-    result = subprocess.run(
-        ["debugfs", "-w", "-f", "-", str(image)], input=script, capture_output=True, text=True, env=environment
-    )
-    errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("debugfs ")]
+            # The script is bytes: debugfs takes names as bytes, which need not be UTF-8.
+            paths.append(b'"' + os.fsencode(relative) + b'"')
+    script = b"".join(b"sif %s %s %d\n" % (path, field, epoch) for path in paths for field in (b"atime", b"ctime"))
+    result = subprocess.run(["debugfs", "-w", "-f", "-", str(image)], input=script, capture_output=True, env=environment)
+    stderr = result.stderr.decode(errors="replace")
+    errors = [line for line in stderr.splitlines() if line.strip() and not line.startswith("debugfs ")]
     if result.returncode != 0 or errors:
         raise BuildError(f"debugfs could not pin inode times: {errors[-1] if errors else result.returncode}")
 
@@ -165,8 +198,9 @@ def debootstrap(suite: str, target: Path, mirror: str, progress: Progress) -> No
         raise BuildError("debootstrap is not installed")
     with progress.step(f"debootstrap --variant=minbase {suite}"):
         result = subprocess.run(
-            ["debootstrap", "--variant=minbase", suite, str(target), mirror], capture_output=True, text=True
-        )
+            ["debootstrap", "--variant=minbase", suite, str(target), mirror],
+            capture_output=True, text=True, errors="replace",
+        )  # fmt: skip
     if result.returncode != 0:
         lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
         raise BuildError(f"debootstrap {suite} failed: {lines[-1] if lines else result.returncode}")
@@ -197,6 +231,7 @@ def build_rootfs(
     out = Path(out)
     if not out.absolute().parent.is_dir() or not os.access(out.absolute().parent, os.W_OK):
         raise BuildError(f"output directory {out.absolute().parent} is missing or not writable")
+    check_replaceable(out.absolute())
     cache = cache or Cache()
     progress = progress or QuietProgress()
     epoch = source_date_epoch()

@@ -68,6 +68,71 @@ def test_size_too_small(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "tree"]
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_an_output_that_is_not_a_regular_file_is_left_alone(tmp_path: Path, kind: str) -> None:
+    """`--out /dev/null` replaced the host's null device with the image; a FIFO and a
+    directory stand in for it here (never the real /dev/null in a test)."""
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    target = tmp_path / "target"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+        (target / "keep").write_text("mine")
+    before = os.lstat(target)
+    result = _run("rootfs", "--from", str(tree), "--out", str(target), "--size", "4M", cache=tmp_path / "cache")
+    what = "a named pipe (FIFO)" if kind == "fifo" else "a directory"
+    _one_error_line(result, f"output {target} is {what}, not a regular file")
+    after = os.lstat(target)
+    assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (before.st_ino, before.st_mode, before.st_mtime_ns)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target", "tree"]  # refused before any work (no cache)
+    if kind == "directory":
+        assert [p.name for p in target.iterdir()] == ["keep"]
+
+
+@pytest.mark.parametrize(("size", "fragment"), [("1" * 5000, "too large"), ("５M", "invalid size '５M'")])
+def test_huge_and_non_ascii_sizes_are_one_line(tmp_path: Path, size: str, fragment: str) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    result = _run("rootfs", "--from", str(tree), "--out", str(tmp_path / "r.ext4"), "--size", size, cache=tmp_path / "c")
+    _one_error_line(result, fragment)
+    assert len(result.stderr) < 300
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
+
+
+def test_empty_paths_are_refused(tmp_path: Path) -> None:
+    """'' used to mean the current directory: the cache, the tree copied in, or the output."""
+    (tmp_path / "tree").mkdir()
+    cases = {
+        "--cache-dir": ["--cache-dir", "", "rootfs", "--from", "tree", "--out", "r.ext4", "--size", "4M"],
+        "--from": ["--cache-dir", "c", "rootfs", "--from", "", "--out", "r.ext4", "--size", "4M"],
+        "--out": ["--cache-dir", "c", "rootfs", "--from", "tree", "--out", "", "--size", "4M"],
+    }
+    for option, args in cases.items():
+        command = [sys.executable, "-m", "rootfs_builder.cli", *args]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            f"rootfs-builder: error: argument {option}: an empty path is not allowed (see --help)"
+        ]
+    assert [p.name for p in tmp_path.iterdir()] == ["tree"]
+
+
+def test_a_non_utf8_tree_and_output_name(tmp_path: Path) -> None:
+    """Both used to be tracebacks: hashing the tree, then printing the output path."""
+    tree = os.fsencode(tmp_path / "tree")
+    os.mkdir(tree)
+    os.close(os.open(os.path.join(tree, b"\xff"), os.O_CREAT | os.O_WRONLY, 0o644))
+    out = os.path.join(os.fsencode(tmp_path), b"r\xfe.ext4")
+    command = [os.fsencode(part) for part in _command("rootfs", "--from", str(tmp_path / "tree"), "--size", "4M",
+                                                      cache=tmp_path / "c")]  # fmt: skip
+    result = subprocess.run([*command, b"--out", out], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"rootfs " + out + b"  4.0 MiB  sha256 ")  # the name's own bytes
+    assert os.path.isfile(out)
+
+
 def test_missing_source_dir_and_bad_usage(tmp_path: Path) -> None:
     result = _run("rootfs", "--from", str(tmp_path / "gone"), "--out", str(tmp_path / "r"), "--size", "8M",
                   cache=tmp_path / "c")  # fmt: skip

@@ -75,6 +75,29 @@ def test_size_too_small_for_the_tree_leaves_nothing_behind(tree: Path, tmp_path:
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []
 
 
+def test_names_that_are_not_utf8_are_copied_byte_for_byte(tmp_path: Path) -> None:
+    """File names are bytes on Linux; b"\\xff" used to raise UnicodeEncodeError while hashing."""
+    root = os.fsencode(tmp_path / "tree")
+    os.makedirs(os.path.join(root, b"dir\xfd"))
+    descriptor = os.open(os.path.join(root, b"\xff"), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(descriptor, b"latin-1 name\n")
+    os.close(descriptor)
+    os.symlink(b"../\xff", os.path.join(root, b"dir\xfd", b"link\xfe"))
+    image = tmp_path / "rootfs.ext4"
+    cache = Cache(tmp_path / "cache")
+    built = build_rootfs(image, "8M", source_dir=tmp_path / "tree", cache=cache)
+    assert e2fsck_clean(image).returncode == 0
+    listing = subprocess.run([b"debugfs", b"-R", b"ls -p /dir\xfd", os.fsencode(image)], capture_output=True).stdout
+    assert b"/link\xfe/" in listing
+    cat = subprocess.run([b"debugfs", b"-R", b'cat "/\xff"', os.fsencode(image)], capture_output=True, check=True)
+    assert cat.stdout == b"latin-1 name\n"
+    link = subprocess.run([b"debugfs", b"-R", b'stat "/dir\xfd/link\xfe"', os.fsencode(image)], capture_output=True)
+    assert b'Fast link dest: "../\xff"' in link.stdout
+    assert b"atime: 0x00000001" in link.stdout  # debugfs pinned the times of the non-UTF-8 path too
+    again = build_rootfs(tmp_path / "again.ext4", "8M", source_dir=tmp_path / "tree", cache=cache)
+    assert again.cache_hit and again.sha256 == built.sha256
+
+
 @pytest.mark.parametrize("size", ["12X", "-5M", "1000", "0"])
 def test_bad_sizes_are_refused(tree: Path, tmp_path: Path, size: str) -> None:
     with pytest.raises(BuildError, match="size"):

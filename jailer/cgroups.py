@@ -62,7 +62,7 @@ def _write_once(path: str, text: str) -> None:
     """Rust's `fs::write`: create/truncate, then the whole text in one write(2)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, text.encode())
+        os.write(fd, os.fsencode(text))  # a value from argv: its undecodable bytes as they were
     finally:
         os.close(fd)
 
@@ -261,6 +261,9 @@ class _V1Writer:
         except OSError as error:
             path = os.path.join(directory.path, file)
             raise JailerError(ErrorKind.WRITE, path=path, error=os_error_text(error)) from None
+        except UnicodeEncodeError:  # cgroupspy writes text: a value with bytes that are not UTF-8
+            path = os.path.join(directory.path, file)
+            raise JailerError(ErrorKind.WRITE, path=path, error=f"the value {text!r} is not valid UTF-8") from None
 
     def _inherit(self, level: int, file: str, depth: int) -> None:
         """Copy `file` from chain[level-1] into chain[level]; an empty parent copy is first

@@ -94,6 +94,6 @@ def _serve(channel: socket.socket, clean_up: Callable[[int], list[str]]) -> None
     except Exception as error:  # the reply must go out whatever happens
         failures = [f"clean-up failed: {error}"]
     try:
-        channel.send("\n".join(failures).encode()[:_MAX_REPLY] if failures else _CLEAN)
+        channel.send("\n".join(failures).encode("utf-8", "backslashreplace")[:_MAX_REPLY] if failures else _CLEAN)
     except OSError:
         pass

@@ -7,6 +7,7 @@ validation error never needs libc.
 from __future__ import annotations
 
 import ctypes
+import os
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -63,7 +64,9 @@ def _check(result: int) -> int:
 
 
 def _encode(path: str | bytes | None) -> bytes | None:
-    return path.encode() if isinstance(path, str) else path
+    # os.fsencode: arguments reach us with undecodable bytes as surrogates, which must go
+    # back to the kernel as the bytes they were.
+    return os.fsencode(path) if isinstance(path, str) else path
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:

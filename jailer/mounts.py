@@ -104,7 +104,9 @@ def _create_mount_point(
         want_dir = source_is_dir or not last
         try:
             mode = os.lstat(current).st_mode
-        except FileNotFoundError:
+        except OSError as error:
+            if not isinstance(error, FileNotFoundError):  # e.g. a component over NAME_MAX
+                raise JailerError(ErrorKind.CREATE_DIR, path=current, error=os_error_text(error)) from None
             try:
                 if want_dir:
                     os.mkdir(current, 0o755)

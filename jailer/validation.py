@@ -7,6 +7,7 @@ process and touches no file system state a later run could trip over.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -113,6 +114,8 @@ def validate_instance_id(jail_id: str) -> None:
 
 
 def canonicalize(path: str) -> str:
+    if path == "":  # Rust's canonicalize("") fails; Python's realpath would give the cwd
+        raise JailerError(ErrorKind.CANONICALIZE, path=path, error=os_error_text(FileNotFoundError(errno.ENOENT, "")))
     try:
         # realpath(strict=True) resolves like canonicalize(3) and fails on a missing component.
         return os.path.realpath(path, strict=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import stat
 from pathlib import Path
 
@@ -189,3 +190,31 @@ def test_stop_signal_mid_run_cleans_up(jail: Jail, tmp_path: Path, signal_name: 
     assert stderr.splitlines()[-1] == f"Interrupted by {signal_name} while building the jail"
     assert "Traceback" not in stderr
     assert list(jail.base.iterdir()) == []
+
+
+def test_inputs_that_could_hang_or_crash_it_fail_in_one_line_and_leave_nothing(jail: Jail, tmp_path: Path) -> None:
+    """A FIFO as the policy (its reader would block for ever; a FIFO as --netns blocks as the
+    reference's does, until a signal: see above), bytes that are not UTF-8 in a cgroup value
+    (argv keeps them as surrogates) and a mount point over NAME_MAX."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = [
+        (["--seccomp-policy", str(fifo)], f"Invalid seccomp policy {fifo}: not a regular file"),
+        (["--cgroup", "pids.max=\udcff"], "is not valid UTF-8"),
+        (["--ro-bind", f"{tmp_path}:/{'x' * 300}"], "too long (os error 36)"),
+    ]
+    for flags, fragment in cases:
+        result = jail.run(*flags, timeout=30)
+        text = error_text(result)
+        assert result.returncode == 1 and text.count("\n") == 1 and fragment in text, (flags, text)
+        assert "Internal jailer error" not in text
+        assert list(jail.base.iterdir()) == [], flags
+
+
+def test_an_empty_chroot_base_dir_is_refused_as_rust_refuses_it(jail: Jail, tmp_path: Path) -> None:
+    """Rust's canonicalize("") fails; Python's realpath("") would be the working directory."""
+    argv = jail.argv()
+    argv[argv.index("--chroot-base-dir") + 1] = ""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert error_text(result) == "Failed to canonicalize path : No such file or directory (os error 2)\n"
+    assert list(tmp_path.iterdir()) == [jail.base]

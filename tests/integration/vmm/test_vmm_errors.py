@@ -84,6 +84,9 @@ def test_config_files_that_are_fifos_duplicated_keys_or_empty_arguments(tmp_path
     result = run_vmm(duplicated)
     assert result.returncode == EXIT_BAD_CONFIGURATION
     assert_one_line(result.stderr, f"{duplicated}: duplicate key 'vcpu_count'")
+    result = run_vmm(config_with(tmp_path), "--seccomp-filter", str(fifo), timeout=20)  # nor on a FIFO policy
+    assert result.returncode == 1
+    assert_one_line(result.stderr, f"seccomp policy {fifo}: not a regular file")
     result = run_vmm(duplicated, "--log-path", "")
     assert result.returncode == 153
     assert_one_line(result.stderr, "--log-path needs a value, got an empty one")

@@ -33,6 +33,7 @@ Deliberate differences from the reference, each for a host it would mishandle:
 
 from __future__ import annotations
 
+import errno
 import os
 
 from jailer.cgroup_mounts import CgroupMounts, Hierarchy
@@ -291,17 +292,20 @@ class _V1Writer:
 
 
 class _V2Writer:
-    """Creates the v2 cgroup, enables its controllers in the ancestors, writes its values."""
+    """Creates the v2 cgroup, enables its controllers in the ancestors, writes its values.
 
-    def __init__(self, cgroup: CgroupObject, created: list[str]) -> None:
+    Each (ancestor, controller) it enables where the controller was not enabled before goes
+    into `enabled`, so that a failed run can disable it again (`CgroupPlan.undo`)."""
+
+    def __init__(self, cgroup: CgroupObject, created: list[str], enabled: list[tuple[str, str]]) -> None:
         self.cgroup = cgroup
+        self.enabled = enabled
         path = cgroup.hierarchy.root
         for name in cgroup.components:
             path = os.path.join(path, name)
             _make_dir(path, created)
 
-    @staticmethod
-    def enable_controller(directory: str, controller: str) -> None:
+    def enable_controller(self, directory: str, controller: str) -> None:
         """Write `+controller` top-down into every ancestor's `cgroup.subtree_control`, from the
         highest one that has the file down to `directory`."""
         ancestors: list[str] = []
@@ -312,7 +316,15 @@ class _V2Writer:
                 break
             directory = upper
         for ancestor in reversed(ancestors):
-            _write_file(os.path.join(ancestor, SUBTREE_CONTROL), f"+{controller}\n")
+            path = os.path.join(ancestor, SUBTREE_CONTROL)
+            try:
+                with open(path, encoding="ascii", errors="replace") as current:
+                    was_enabled = controller in current.read().split()
+            except OSError as error:
+                raise JailerError(ErrorKind.READ_TO_STRING, path=path, error=os_error_text(error)) from None
+            _write_file(path, f"+{controller}\n")
+            if not was_enabled:
+                self.enabled.append((ancestor, controller))
 
     def write_values(self) -> None:
         location = self.cgroup.location
@@ -333,6 +345,7 @@ class CgroupPlan:
     def __init__(self, objects: list[CgroupObject]) -> None:
         self.objects = objects
         self.created_dirs: list[str] = []
+        self.enabled_controllers: list[tuple[str, str]] = []  # (cgroup2 directory, controller)
         self.attachments: list[Attachment] = []
 
     def __repr__(self) -> str:
@@ -347,7 +360,10 @@ class CgroupPlan:
         origins = _read_current_cgroups(pid)
         writers: list[_V1Writer | _V2Writer] = []
         for cgroup in self.objects:
-            writer = (_V1Writer if cgroup.hierarchy.version == 1 else _V2Writer)(cgroup, self.created_dirs)
+            if cgroup.hierarchy.version == 1:
+                writer: _V1Writer | _V2Writer = _V1Writer(cgroup, self.created_dirs)
+            else:
+                writer = _V2Writer(cgroup, self.created_dirs, self.enabled_controllers)
             writer.write_values()
             writers.append(writer)
         for writer in writers:
@@ -379,6 +395,17 @@ class CgroupPlan:
                 remaining.append(path)
                 failures.append((path, os_error_text(error)))
         self.created_dirs[:] = [path for path in self.created_dirs if path in remaining]
+        # Controllers this run enabled in cgroup2 ancestors, disabled again bottom-up. EBUSY:
+        # a cgroup that is not ours started using it meanwhile, so it is theirs to keep.
+        for directory, controller in reversed(self.enabled_controllers):
+            try:
+                _write_once(os.path.join(directory, SUBTREE_CONTROL), f"-{controller}\n")
+            except FileNotFoundError:
+                pass  # a directory this run created, removed above
+            except OSError as error:
+                if error.errno != errno.EBUSY:
+                    failures.append((directory, os_error_text(error)))
+        self.enabled_controllers.clear()
         if failures:
             path, error = failures[0]
             raise JailerError(ErrorKind.CGROUP_REMOVE, path=path, error=error)

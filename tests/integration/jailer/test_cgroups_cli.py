@@ -230,3 +230,21 @@ def test_cgroupsv2_written_only_once(own_jail: Jail, cgroup_prefix: str, tmp_pat
                 assert len(calls_on(lines, "write", hierarchy / cgroup_prefix / jail_id / "tasks")) == 1, lines
         finally:
             finish(own_jail, cgroup_prefix)
+
+
+def test_a_failed_v2_run_disables_the_controllers_it_enabled(own_jail: Jail, cgroup_prefix: str, tmp_path: Path) -> None:
+    """The run enables `hugetlb` in the cgroup2 ancestors (root included) as the reference
+    does; when it then fails, it disables it again where it had not been enabled before."""
+    if "hugetlb" not in unified_controllers():
+        pytest.skip(f"the cgroup2 mount at {UNIFIED_ROOT} does not offer hugetlb")
+    root_control = UNIFIED_ROOT / "cgroup.subtree_control"
+    if "hugetlb" in root_control.read_text().split():
+        pytest.skip("hugetlb is already enabled at the cgroup2 root (not this test's to change)")
+    not_executable = tmp_path / "data.bin"
+    not_executable.write_bytes(b"\x7fELF not really")
+    not_executable.chmod(0o644)
+    result = own_jail.run("--cgroup-version", "2", "--parent-cgroup", cgroup_prefix, "--cgroup", "hugetlb.2MB.max=0",
+                          exec_file=str(not_executable))
+    assert error_text(result) == "Failed to exec into Firecracker: Permission denied (os error 13)\n"
+    assert "hugetlb" not in root_control.read_text().split()
+    assert not (UNIFIED_ROOT / cgroup_prefix).exists()

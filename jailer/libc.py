@@ -1,4 +1,4 @@
-"""Thin ctypes bindings for the system calls Python 3.11's `os` module lacks.
+"""Thin ctypes bindings (`jailer.native`) for the system calls Python 3.11's `os` module lacks.
 
 Loaded on first use only: the jailer's start-up time is a product feature, and `--help` or a
 validation error never needs libc.
@@ -6,8 +6,22 @@ validation error never needs libc.
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from jailer.native import (
+    Library,
+    Structure,
+    byref,
+    c_char_p,
+    c_int,
+    c_long,
+    c_size_t,
+    c_uint,
+    c_uint32,
+    c_ulong,
+    c_void_p,
+    get_errno,
+)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -35,30 +49,30 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-_LIBC: ctypes.CDLL | None = None
+_LIBC: Library | None = None
 
 
-def _libc() -> ctypes.CDLL:
+def _libc() -> Library:
     """libc with the prototypes below, loaded once (a global, not `functools.cache`: functools
     is not otherwise imported on the jailer's start-up path)."""
     global _LIBC
     if _LIBC is not None:
         return _LIBC
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    libc.unshare.argtypes = [ctypes.c_int]
-    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-    libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc = Library(None)
+    libc.syscall.restype = c_long
+    libc.mount.argtypes = [c_char_p, c_char_p, c_char_p, c_ulong, c_void_p]
+    libc.umount2.argtypes = [c_char_p, c_int]
+    libc.unshare.argtypes = [c_int]
+    libc.setns.argtypes = [c_int, c_int]
+    libc.sethostname.argtypes = [c_char_p, c_size_t]
+    libc.prctl.argtypes = [c_int, c_ulong, c_ulong, c_ulong, c_ulong]
     _LIBC = libc
     return libc
 
 
 def _check(result: int) -> int:
     if result < 0:
-        number = ctypes.get_errno()
+        number = get_errno()
         raise OSError(number, "")
     return result
 
@@ -96,19 +110,19 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def close_range(first: int, last: int, flags: int) -> None:
     libc = _libc()
-    _check(libc.syscall(SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)))
+    _check(libc.syscall(SYS_CLOSE_RANGE, c_uint(first), c_uint(last), c_uint(flags)))
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc().prctl(option, arg2, arg3, arg4, arg5))
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(Structure):
+    _fields_ = [("version", c_uint32), ("pid", c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+class _CapData(Structure):
+    _fields_ = [("effective", c_uint32), ("permitted", c_uint32), ("inheritable", c_uint32)]
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -119,7 +133,7 @@ def clear_capability_sets() -> None:
     """capset(2) with every set empty: effective, permitted and inheritable all become 0."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(_libc().syscall(SYS_CAPSET, ctypes.byref(header), ctypes.byref(data)))
+    _check(_libc().syscall(SYS_CAPSET, byref(header), byref(data)))
 
 
 SYS_CAPGET = 125
@@ -129,7 +143,7 @@ def get_capability_sets() -> dict[str, int]:
     """capget(2) for this thread: {"CapEff", "CapPrm", "CapInh"} as 64-bit masks."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(_libc().syscall(SYS_CAPGET, ctypes.byref(header), ctypes.byref(data)))
+    _check(_libc().syscall(SYS_CAPGET, byref(header), byref(data)))
     return {
         "CapEff": data[0].effective | data[1].effective << 32,
         "CapPrm": data[0].permitted | data[1].permitted << 32,

@@ -153,11 +153,10 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def set_child_subreaper(enabled: bool) -> None:
-    import ctypes
+    from jailer.native import Library, get_errno
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+    if Library(None).prctl(PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0) != 0:
+        raise OSError(get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
 def is_running(pid: int) -> bool:

@@ -217,15 +217,14 @@ def _release_free_heap() -> None:
     image, CPUID tables: ~150 KiB with the test guests) back to the kernel, before the VM
     runs: the VMM's private memory is a product target. glibc's malloc_trim; a no-op
     where the C library has none."""
-    import ctypes
-
+    from jailer.native import c_size_t
     from vmm.libc import libc
 
     try:
         trim = libc.malloc_trim
     except AttributeError:
         return
-    trim.argtypes = [ctypes.c_size_t]
+    trim.argtypes = [c_size_t]
     trim(0)
 
 

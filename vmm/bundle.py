@@ -34,7 +34,7 @@ FORMAT = b"stockade-bundle/1"
 # The VMM and the parts of the policy toolchain it loads its filters with (`install` itself
 # imports `jailer.policies.precompiled`, with its packages, the usual way).
 PACKAGES = ("vmm",)
-EXTRA_MODULES = ("jailer.policies.loader", "jailer.policies.syscalls")
+EXTRA_MODULES = ("jailer.native", "jailer.policies.loader", "jailer.policies.syscalls")
 # Imported before `install` runs, so never served: left out.
 IMPORTED_BEFORE = ("vmm", "vmm.__main__", "vmm.bundle", "vmm.cli", "vmm.errors")
 _MAX_SIZE = 8 << 20

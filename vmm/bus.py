@@ -8,7 +8,8 @@ probes ports nothing answers).
 
 from __future__ import annotations
 
-import bisect
+# The C functions `bisect` re-exports, without loading its module (start-up path: see `vmm`).
+from _bisect import bisect_left, bisect_right
 
 from vmm.threads import Lock
 
@@ -50,7 +51,7 @@ class Bus:
     def insert(self, device: BusDevice, base: int, length: int) -> None:
         if length <= 0:
             raise BusError(f"{self.name} bus: empty range at {base:#x}")
-        index = bisect.bisect_left(self._bases, base)
+        index = bisect_left(self._bases, base)
         before = self._ranges[index - 1] if index > 0 else None
         after = self._ranges[index] if index < len(self._ranges) else None
         if (before and before.base + before.length > base) or (after and base + length > after.base):
@@ -72,7 +73,7 @@ class Bus:
         return found
 
     def _search(self, address: int, size: int) -> _Range | None:
-        index = bisect.bisect_right(self._bases, address) - 1
+        index = bisect_right(self._bases, address) - 1
         if index < 0:
             return None
         candidate = self._ranges[index]

@@ -54,9 +54,9 @@ class GuestMemory:
 
     def host_address(self, index: int) -> int:
         """Userspace address of region ``index`` (for KVM_SET_USER_MEMORY_REGION)."""
-        import ctypes
+        from jailer.native import addressof, c_char
 
-        return ctypes.addressof(ctypes.c_char.from_buffer(self._maps[index]))
+        return addressof(c_char.from_buffer(self._maps[index]))
 
     def _locate(self, gpa: int, length: int) -> tuple[mmap.mmap, int]:
         if gpa < 0 or length < 0:

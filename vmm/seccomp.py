@@ -12,9 +12,9 @@ syscall look like it succeeded.
 from __future__ import annotations
 
 import _signal
-import ctypes
 import os
 
+from jailer.native import CFUNCTYPE, Structure, byref, c_int, c_uint, c_ulong, c_void_p, get_errno
 from vmm.errors import VmmError
 
 TYPE_CHECKING = False
@@ -29,16 +29,16 @@ SIGINFO_ARCH_OFFSET = 0x1C
 AUDIT_ARCH_X86_64 = 0xC000003E
 
 
-class _Sigaction(ctypes.Structure):
+class _Sigaction(Structure):
     _fields_ = [
-        ("sa_sigaction", ctypes.c_void_p),
-        ("sa_mask", ctypes.c_ulong * 16),
-        ("sa_flags", ctypes.c_int),
-        ("sa_restorer", ctypes.c_void_p),
+        ("sa_sigaction", c_void_p),
+        ("sa_mask", c_ulong * 16),
+        ("sa_flags", c_int),
+        ("sa_restorer", c_void_p),
     ]
 
 
-_HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_HANDLER_TYPE = CFUNCTYPE(None, c_int, c_void_p, c_void_p)
 _installed: list[ViolationReporter] = []
 
 
@@ -120,8 +120,8 @@ class ViolationReporter:
     def _handle(self, signum: int, info: int | None, _context: int | None) -> None:
         try:
             if info:
-                number = ctypes.c_int.from_address(info + SIGINFO_SYSCALL_OFFSET).value
-                arch = ctypes.c_uint.from_address(info + SIGINFO_ARCH_OFFSET).value
+                number = c_int.from_address(info + SIGINFO_SYSCALL_OFFSET).value
+                arch = c_uint.from_address(info + SIGINFO_ARCH_OFFSET).value
             else:
                 number, arch = -1, AUDIT_ARCH_X86_64
             self._count()
@@ -135,8 +135,8 @@ class ViolationReporter:
         from vmm.libc import libc
 
         action = _Sigaction()
-        action.sa_sigaction = ctypes.cast(self._callback, ctypes.c_void_p).value
+        action.sa_sigaction = c_void_p.from_buffer(self._callback).value  # the C entry point
         action.sa_flags = SA_SIGINFO
-        if libc.sigaction(_signal.SIGSYS, ctypes.byref(action), None) != 0:
-            raise VmmError(f"cannot install the SIGSYS handler: {os.strerror(ctypes.get_errno())}")
+        if libc.sigaction(_signal.SIGSYS, byref(action), None) != 0:
+            raise VmmError(f"cannot install the SIGSYS handler: {os.strerror(get_errno())}")
         _installed.append(self)  # the C handler points into this object: keep it alive

@@ -1,15 +1,16 @@
 """Install a compiled filter into the running process: the hot-path half of the toolchain.
 
 Imported by the jailer right before exec and by every VMM thread as it starts, so it imports
-nothing but ctypes and does no work beyond two system calls: PR_SET_NO_NEW_PRIVS (so no
-CAP_SYS_ADMIN is needed) and seccomp(SECCOMP_SET_MODE_FILTER). With `all_threads` the kernel
-synchronises every thread of the process to the caller's filters (TSYNC); without it only the
-calling thread gets the filter, which is how each VMM thread adds its own category.
+nothing but `jailer.native` (ctypes without the package's import cost) and does no work
+beyond two system calls: PR_SET_NO_NEW_PRIVS (so no CAP_SYS_ADMIN is needed) and
+seccomp(SECCOMP_SET_MODE_FILTER). With `all_threads` the kernel synchronises every thread of
+the process to the caller's filters (TSYNC); without it only the calling thread gets the
+filter, which is how each VMM thread adds its own category.
 """
 
 from __future__ import annotations
 
-import ctypes
+from jailer.native import Library, Structure, addressof, byref, c_char, c_int, c_long, c_ushort, c_void_p, get_errno
 
 PR_SET_NO_NEW_PRIVS = 38
 SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
@@ -23,11 +24,11 @@ class FilterInstallError(OSError):
     """The kernel refused the filter; the message says why in one line."""
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(Structure):
+    _fields_ = [("len", c_ushort), ("filter", c_void_p)]
 
 
-_libc: ctypes.CDLL | None = None
+_libc: Library | None = None
 _sys_seccomp: int | None = None
 
 
@@ -40,7 +41,7 @@ def prepare() -> None:
     _init()
 
 
-def _init() -> tuple[ctypes.CDLL, int]:
+def _init() -> tuple[Library, int]:
     global _libc, _sys_seccomp
     if _libc is None or _sys_seccomp is None:
         import os
@@ -48,9 +49,9 @@ def _init() -> tuple[ctypes.CDLL, int]:
         machine = os.uname().machine
         if machine not in SYS_SECCOMP:
             raise FilterInstallError(95, f"seccomp filters are not supported on {machine} by this loader")
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
-        _libc.prctl.restype = ctypes.c_int
+        _libc = Library(None)
+        _libc.syscall.restype = c_long
+        _libc.prctl.restype = c_int
         _sys_seccomp = SYS_SECCOMP[machine]
     return _libc, _sys_seccomp
 
@@ -64,14 +65,14 @@ def install_filter(program: bytes, *, all_threads: bool) -> None:
         )
     libc, sys_seccomp = _init()
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        number = ctypes.get_errno()
+        number = get_errno()
         raise FilterInstallError(number, f"prctl(PR_SET_NO_NEW_PRIVS) failed: {_strerror(number)}")
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(count, ctypes.addressof(buffer))
+    buffer = (c_char * len(program)).from_buffer_copy(program)
+    fprog = _SockFprog(count, addressof(buffer))
     flags = SECCOMP_FILTER_FLAG_TSYNC if all_threads else 0
-    result = libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
+    result = libc.syscall(sys_seccomp, SECCOMP_SET_MODE_FILTER, flags, byref(fprog))
     if result < 0:
-        number = ctypes.get_errno()
+        number = get_errno()
         raise FilterInstallError(number, f"seccomp(SECCOMP_SET_MODE_FILTER) failed: {_strerror(number)}")
     if result > 0:
         raise FilterInstallError(

@@ -8,10 +8,10 @@ forbids.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
+from jailer.native import c_int, get_errno
 from vmm.threads import Lock
 
 TYPE_CHECKING = False
@@ -30,8 +30,8 @@ def _bind_socket() -> Callable[[int, int, int], int]:
     from vmm.libc import libc
 
     function = libc.socket
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    function.restype = ctypes.c_int
+    function.argtypes = [c_int, c_int, c_int]
+    function.restype = c_int
     return function
 
 
@@ -48,7 +48,7 @@ def forbidden_syscall() -> str:
     stopped at all (only without filters: --no-seccomp twice, unit tests)."""
     fd = _socket(AF_INET, SOCK_STREAM, 0)
     if fd < 0:
-        number = ctypes.get_errno()
+        number = get_errno()
         return f"socket() was denied: {errno.errorcode.get(number, number)}"
     os.close(fd)
     return "socket() succeeded: no filter stopped it"

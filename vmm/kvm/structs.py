@@ -1,13 +1,12 @@
-"""ctypes layouts of the KVM structs the VMM passes to ioctls (offsets per the 6.1 uapi); the
+"""ctypes layouts (`jailer.native`) of the KVM structs the VMM passes to ioctls (offsets per the 6.1 uapi); the
 shared kvm_run page is read with `struct` instead (`vmm.kvm.run`)."""
 
 from __future__ import annotations
 
-import ctypes
-from ctypes import c_uint8, c_uint16, c_uint32, c_uint64
+from jailer.native import Structure, c_char, c_uint8, c_uint16, c_uint32, c_uint64
 
 
-class UserspaceMemoryRegion(ctypes.Structure):
+class UserspaceMemoryRegion(Structure):
     _fields_ = [
         ("slot", c_uint32),
         ("flags", c_uint32),
@@ -20,11 +19,11 @@ class UserspaceMemoryRegion(ctypes.Structure):
 _REGS = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp"] + [f"r{n}" for n in range(8, 16)] + ["rip", "rflags"]
 
 
-class Regs(ctypes.Structure):
+class Regs(Structure):
     _fields_ = [(name, c_uint64) for name in _REGS]
 
 
-class Segment(ctypes.Structure):
+class Segment(Structure):
     _fields_ = [
         ("base", c_uint64),
         ("limit", c_uint32),
@@ -42,11 +41,11 @@ class Segment(ctypes.Structure):
     ]
 
 
-class DTable(ctypes.Structure):
+class DTable(Structure):
     _fields_ = [("base", c_uint64), ("limit", c_uint16), ("padding", c_uint16 * 3)]
 
 
-class Sregs(ctypes.Structure):
+class Sregs(Structure):
     _fields_ = [
         ("cs", Segment),
         ("ds", Segment),
@@ -69,7 +68,7 @@ class Sregs(ctypes.Structure):
     ]
 
 
-class CpuidEntry2(ctypes.Structure):
+class CpuidEntry2(Structure):
     _fields_ = [
         ("function", c_uint32),
         ("index", c_uint32),
@@ -82,29 +81,29 @@ class CpuidEntry2(ctypes.Structure):
     ]
 
 
-def cpuid2_type(count: int) -> type[ctypes.Structure]:
+def cpuid2_type(count: int) -> type[Structure]:
     """`struct kvm_cpuid2` with room for ``count`` entries (a flexible array in C)."""
 
-    class Cpuid2(ctypes.Structure):
+    class Cpuid2(Structure):
         _fields_ = [("nent", c_uint32), ("padding", c_uint32), ("entries", CpuidEntry2 * count)]
 
     return Cpuid2
 
 
-class MsrEntry(ctypes.Structure):
+class MsrEntry(Structure):
     _fields_ = [("index", c_uint32), ("reserved", c_uint32), ("data", c_uint64)]
 
 
-def msrs_type(count: int) -> type[ctypes.Structure]:
+def msrs_type(count: int) -> type[Structure]:
     """`struct kvm_msrs` with ``count`` entries."""
 
-    class Msrs(ctypes.Structure):
+    class Msrs(Structure):
         _fields_ = [("nmsrs", c_uint32), ("pad", c_uint32), ("entries", MsrEntry * count)]
 
     return Msrs
 
 
-class Fpu(ctypes.Structure):
+class Fpu(Structure):
     _fields_ = [
         ("fpr", (c_uint8 * 16) * 8),
         ("fcw", c_uint16),
@@ -120,13 +119,13 @@ class Fpu(ctypes.Structure):
     ]
 
 
-class LapicState(ctypes.Structure):
-    _fields_ = [("regs", ctypes.c_char * 1024)]
+class LapicState(Structure):
+    _fields_ = [("regs", c_char * 1024)]
 
 
-class IrqLevel(ctypes.Structure):
+class IrqLevel(Structure):
     _fields_ = [("irq", c_uint32), ("level", c_uint32)]
 
 
-class PitConfig(ctypes.Structure):
+class PitConfig(Structure):
     _fields_ = [("flags", c_uint32), ("pad", c_uint32 * 15)]

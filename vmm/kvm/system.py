@@ -1,44 +1,42 @@
 """Thin wrappers over /dev/kvm, a VM fd and a vCPU fd.
 
-ioctls go through libc via ctypes (`argtypes=[c_int, c_ulong, c_void_p]`), which takes
+ioctls go through libc via ctypes (`jailer.native`; `argtypes=[c_int, c_ulong, c_void_p]`), which takes
 64-bit integer arguments, any buffer size, returns the ioctl's own return value and
 releases the GIL (so a vCPU thread blocked in KVM_RUN never stalls the others).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno as errno_module
 import mmap
 import os
 
 from vmm.errors import KvmError
+from jailer.native import CFUNCTYPE, Array, Structure, byref, c_int, c_uint64, c_ulong, c_void_p, get_errno
 from vmm.kvm import ioctls, structs
 from vmm.libc import libc
 
 _ioctl_ptr = libc.ioctl
-_ioctl_ptr.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
-_ioctl_ptr.restype = ctypes.c_int
-_ioctl_int = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, use_errno=True)(
-    ("ioctl", libc)
-)
+_ioctl_ptr.argtypes = [c_int, c_ulong, c_void_p]
+_ioctl_ptr.restype = c_int
+_ioctl_int = CFUNCTYPE(c_int, c_int, c_ulong, c_ulong, use_errno=True)(("ioctl", libc))
 
 
-def ioctl(fd: int, request: int, arg: ctypes.Structure | ctypes.Array | int = 0, *, what: str = "") -> int:
+def ioctl(fd: int, request: int, arg: Structure | Array | int = 0, *, what: str = "") -> int:
     """ioctl(fd, request, arg): a ctypes object is passed by reference, an int by value.
 
     Raises OSError with errno set (the caller decides which errnos are expected)."""
     if isinstance(arg, int):
         result = _ioctl_int(fd, request, arg)
     else:
-        result = _ioctl_ptr(fd, request, ctypes.byref(arg))
+        result = _ioctl_ptr(fd, request, byref(arg))
     if result < 0:
-        number = ctypes.get_errno()
+        number = get_errno()
         raise OSError(number, f"{what or hex(request)}: {os.strerror(number)}")
     return result
 
 
-def checked(fd: int, request: int, arg: ctypes.Structure | ctypes.Array | int, what: str) -> int:
+def checked(fd: int, request: int, arg: Structure | Array | int, what: str) -> int:
     """ioctl that turns failure into a one-line KvmError naming the operation."""
     try:
         return ioctl(fd, request, arg, what=what)
@@ -108,7 +106,7 @@ class Vm:
         checked(self.fd, ioctls.KVM_SET_TSS_ADDR, address, "KVM_SET_TSS_ADDR")
 
     def set_identity_map_address(self, address: int) -> None:
-        checked(self.fd, ioctls.KVM_SET_IDENTITY_MAP_ADDR, ctypes.c_uint64(address), "KVM_SET_IDENTITY_MAP_ADDR")
+        checked(self.fd, ioctls.KVM_SET_IDENTITY_MAP_ADDR, c_uint64(address), "KVM_SET_IDENTITY_MAP_ADDR")
 
     def create_irqchip(self) -> None:
         checked(self.fd, ioctls.KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP")
@@ -202,7 +200,7 @@ class Vcpu:
     kvm_run_function = staticmethod(_ioctl_int)
 
     def run_failed(self) -> bool:
-        number = ctypes.get_errno()
+        number = get_errno()
         if number in (errno_module.EINTR, errno_module.EAGAIN):
             return True
         raise KvmError(f"KVM_RUN on vcpu{self.index} failed: {os.strerror(number)}")
@@ -211,7 +209,7 @@ class Vcpu:
         """One KVM_RUN (GIL released). Returns 0, or the errno (EINTR/EAGAIN) for the caller."""
         result = _ioctl_int(self.fd, ioctls.KVM_RUN, 0)
         if result < 0:
-            number = ctypes.get_errno()
+            number = get_errno()
             if number in (errno_module.EINTR, errno_module.EAGAIN):
                 return number
             raise KvmError(f"KVM_RUN on vcpu{self.index} failed: {os.strerror(number)}")

@@ -18,7 +18,10 @@ from support.vmm import mov_byte_to_address, out_al, serial_text, write_config, 
 
 pytestmark = pytest.mark.kvm
 
-KEPT_OFF = {"site", "json", "re", "enum", "threading", "signal", "functools", "collections", "dataclasses", "typing", "pathlib"}
+KEPT_OFF = {
+    "site", "json", "re", "enum", "threading", "signal", "functools", "collections", "dataclasses", "typing", "pathlib",
+    "ctypes",
+}  # fmt: skip
 BOOT_TIMER_ADDRESS = 0xC000_0000
 
 

@@ -22,7 +22,7 @@ HEAVY = {
     # ErrorKind is an Enum, and pip's console-script wrapper imports `re` (hence enum) first.
     "pathlib", "re", "fnmatch", "urllib", "urllib.parse", "contextlib", "dataclasses", "typing",
     "inspect", "logging", "json", "subprocess", "selectors", "socket", "signal", "functools", "warnings",
-    "hashlib", "_hashlib", "ctypes.util", "importlib.util", "importlib.metadata", "termios", "encodings.ascii",
+    "hashlib", "_hashlib", "ctypes", "ctypes.util", "importlib.util", "importlib.metadata", "termios", "encodings.ascii",
     # third-party wrappers: only their C module or the part the run needs
     "prctl", "pyseccomp", "pyroute2", "cgroupspy.nodes",
     # the policy toolchain (a fresh precompiled program needs none of it) and host-side helpers

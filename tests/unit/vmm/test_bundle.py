@@ -36,7 +36,8 @@ def tree(tmp_path: Path) -> Path:
     root = tmp_path / "tree"
     shutil.copytree(PROJECT_ROOT / "vmm", root / "vmm", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "jailer" / "policies").mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "jailer" / "__init__.py", root / "jailer")
+    for name in ("__init__", "native"):
+        shutil.copy(PROJECT_ROOT / "jailer" / f"{name}.py", root / "jailer")
     for name in ("__init__", "errors", "loader", "precompiled", "syscalls"):
         shutil.copy(PROJECT_ROOT / "jailer" / "policies" / f"{name}.py", root / "jailer" / "policies")
     return root

@@ -1,14 +1,17 @@
 """Build a microVM from a validated config and run it to its end.
 
-Order (as Firecracker): VM with TSS, in-kernel irqchip and PIT2; guest RAM slots; ACPI
-tables, then the kernel; devices on the buses; vCPUs configured for the entry protocol.
-`start_vm` begins as soon as the configuration is checked: it creates the VM, irqchip and PIT
-and maps guest RAM, then hands the memory slots to a short-lived `vm-setup` thread, because
-KVM_SET_USER_MEMORY_REGION takes the kernel 4-12 ms for 128 MiB on our PVM hosts, in an
-ioctl that releases the GIL: it overlaps the main thread's loading of the filters, the guest
-and the ACPI tables. `build_machine` waits for it before the vCPUs. Meanwhile the GIL switch
-interval is 0.5 ms instead of 5, so the thread starts (and ends) without waiting for the
-main thread's Python work.
+Order (as Firecracker): VM with TSS and guest RAM slots, then the in-kernel irqchip and PIT2;
+ACPI tables, then the kernel; devices on the buses; vCPUs configured for the entry protocol.
+`start_vm` begins as soon as the configuration is checked: it maps guest RAM and creates the
+VM, its memory slots and its irqchip, then hands KVM_CREATE_PIT2 to a short-lived `vm-setup`
+thread. Each of these ioctls waits for SRCU grace periods in the kernel, and one that follows
+a burst of them (KVM_CREATE_IRQCHIP registers four devices) returns only ~7 ms after that
+burst, whatever the memory size; the memory slots, made before the irqchip, take ~0.2 ms,
+and the PIT's wait, in an ioctl that releases the GIL, overlaps the main thread's SIGSYS
+reporter and its loading of the filters, the guest and the ACPI tables. `build_machine` waits
+for the thread before the vCPUs (KVM_CREATE_VCPU would wait for the PIT's lock anyway).
+Meanwhile the GIL switch interval is 0.5 ms instead of 5, so the thread starts (and ends)
+without waiting for the main thread's Python work.
 `Machine.run` then compiles nothing (filters are compiled before the build finishes),
 starts the vCPU threads, installs the main thread's filter and serves events until a
 `Stop` arrives.
@@ -258,9 +261,9 @@ SETUP_SWITCH_INTERVAL = 0.0005
 
 
 class VmSetup(Thread):
-    """A new VM with its TSS, in-kernel irqchip and PIT2, and guest RAM, whose memory slots
-    this thread hands to KVM while the caller goes on (and may fill the RAM). The thread does
-    nothing else; the build waits for it (`vm`) before it uses the VM."""
+    """A new VM with its TSS, guest RAM slots and in-kernel irqchip; this thread creates its
+    PIT2 while the caller goes on (and fills the RAM). The thread does nothing else; the build
+    waits for it (`vm`) before it uses the VM."""
 
     def __init__(self, kvm: Kvm, memory: GuestMemory, start_time: Timestamp) -> None:
         super().__init__("vm-setup")
@@ -273,8 +276,9 @@ class VmSetup(Thread):
         try:
             self._vm = kvm.create_vm()
             self._vm.set_tss_address(TSS_ADDRESS)
+            for index, (guest_address, length) in enumerate(memory.regions):
+                self._vm.add_memory(guest_address, length, memory.host_address(index))
             self._vm.create_irqchip()
-            self._vm.create_pit2()
         except BaseException:
             self.discard()
             raise
@@ -291,8 +295,7 @@ class VmSetup(Thread):
     def run(self) -> None:
         try:
             assert self._vm is not None
-            for index, (guest_address, length) in enumerate(self.memory.regions):
-                self._vm.add_memory(guest_address, length, self.memory.host_address(index))
+            self._vm.create_pit2()
         except BaseException as error:  # handed to the main thread, which reports it
             self._error = error
 
@@ -325,8 +328,8 @@ class VmSetup(Thread):
 
 
 def start_vm(config: VmConfig) -> VmSetup:
-    """Check the configuration against this host, create the VM and map guest RAM, then
-    start handing the RAM to KVM in the `vm-setup` thread."""
+    """Check the configuration against this host, map guest RAM, create the VM with its memory
+    slots and irqchip, then start creating its PIT in the `vm-setup` thread."""
     from vmm.kvm.system import Kvm
 
     start_time = Timestamp.now()

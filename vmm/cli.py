@@ -336,11 +336,13 @@ def _run(arguments: Arguments) -> int:
 
     if arguments.no_seccomp:
         sys.stderr.write("vmm: WARNING: --no-seccomp: per-thread seccomp filters are disabled (debugging only)\n")
-    else:
-        _install_reporter(outputs)  # before any thread exists: a trap in any of them is reported
-    # The kernel's part of the build starts now and overlaps loading the filters and the guest.
+    # The kernel's part of the build starts now and overlaps the reporter, the filters and the
+    # guest. The reporter follows at once, before any filter of ours exists; the vm-setup thread
+    # it may miss makes only the KVM ioctls and thread start-up calls the main thread made too.
     setup = _start_vm(config) if config is not None else None
     try:
+        if not arguments.no_seccomp:
+            _install_reporter(outputs)
         options = builder.VmmOptions(
             instance_id=arguments.instance_id or "anonymous-instance",
             boot_timer=arguments.boot_timer,

@@ -20,6 +20,10 @@ keep mtimes meaningful): a stored file carries a key, the digest of
   after an upgrade that left an old `compiled/` directory behind,
 * the policy file's bytes as read at run time.
 
+Hashing the toolchain on every start is what `toolchain-stamp` in the store saves: written by
+the precompile, it records the digest with each source's device, inode, size, mtime and
+ctime, and stands for hashing only while all of them still match (see `toolchain_digest`).
+
 The libseccomp version is not part of the key: checking it would mean loading the library on
 every start, which is what the store avoids; re-run `jailer-policy precompile` after upgrading
 libseccomp (the bootstrap does at every setup), and `jailer-policy precompile --check` reports
@@ -105,18 +109,84 @@ def _read_file(path: str, limit: int = _MAX_POLICY_SIZE) -> bytes:
 
 
 def toolchain_digest() -> bytes:
-    """BLAKE2b-256 over the toolchain modules' source bytes (computed once per process).
+    """BLAKE2b-256 over the toolchain modules' source bytes (computed once per process), taken
+    from the store's toolchain stamp when that stamp still describes the sources.
 
     OSError when a source is missing (a bytecode-only install): then nothing is ever fresh.
     """
     global _toolchain_digest
     if _toolchain_digest is None:
-        parts = []
-        for name in TOOLCHAIN_MODULES:
-            source = _read_file(os.path.join(_HERE, f"{name}.py"))
-            parts.append(f"{name}:{len(source)}\n".encode() + source)
-        _toolchain_digest = _blake2b(b"".join(parts))
+        stamped = _stamped_toolchain_digest(_HERE, toolchain_stamp_path())
+        _toolchain_digest = stamped if stamped is not None else _hash_toolchain(_HERE)[0]
     return _toolchain_digest
+
+
+def _hash_toolchain(directory: str) -> tuple[bytes, list[tuple[int, ...]]]:
+    """(the digest of the toolchain sources in `directory`, each source's identity as it was
+    before it was read: see `_file_identity`)."""
+    parts = []
+    identities = []
+    for name in TOOLCHAIN_MODULES:
+        path = os.path.join(directory, f"{name}.py")
+        identities.append(_file_identity(path))
+        source = _read_file(path)
+        parts.append(f"{name}:{len(source)}\n".encode() + source)
+    return _blake2b(b"".join(parts)), identities
+
+
+# The toolchain stamp memoizes the digest above for the exact files it was computed from:
+# hashing the ~50 KB of sources costs ~0.5 ms of every jailer and VMM start on our hosts,
+# six stat(2) calls ~30 µs. A file is the same file only while device, inode, size, mtime and
+# ctime all match; ctime cannot be set from user space and moves with any write, so a changed,
+# replaced or copied source (a checkout, a package install) misses the stamp and is hashed.
+# Freshness stays decided by content: the stamp only records what hashing that content gave.
+TOOLCHAIN_STAMP_MAGIC = b"stockade-toolchain-stamp/1\n"
+_MAX_STAMP_SIZE = 4096
+
+
+def toolchain_stamp_path(store: str | None = None) -> str:
+    return os.path.join(STORE_DIR if store is None else store, "toolchain-stamp")
+
+
+def _file_identity(path: str) -> tuple[int, ...]:
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _encode_stamp(digest: bytes, identities: Sequence[tuple[int, ...]]) -> bytes:
+    lines = [f"{name} {' '.join(map(str, identity))}\n" for name, identity in zip(TOOLCHAIN_MODULES, identities)]
+    return TOOLCHAIN_STAMP_MAGIC + "".join(lines).encode() + digest.hex().encode() + b"\n"
+
+
+def _stamped_toolchain_digest(directory: str, stamp_path: str) -> bytes | None:
+    """The digest the stamp at `stamp_path` records, if it may be trusted (`read_trusted`) and
+    every source in `directory` is still the file it describes; else None."""
+    data = read_trusted(stamp_path, _MAX_STAMP_SIZE)
+    if data is None or not data.startswith(TOOLCHAIN_STAMP_MAGIC):
+        return None
+    lines = data[len(TOOLCHAIN_STAMP_MAGIC):].decode("ascii", "replace").split("\n")
+    if len(lines) != len(TOOLCHAIN_MODULES) + 2 or lines[-1]:
+        return None
+    try:
+        for name, line in zip(TOOLCHAIN_MODULES, lines):
+            recorded_name, *numbers = line.split(" ")
+            if recorded_name != name or tuple(int(number) for number in numbers) != _file_identity(
+                os.path.join(directory, f"{name}.py")
+            ):
+                return None
+        digest = bytes.fromhex(lines[-2])
+    except (OSError, ValueError):
+        return None
+    return digest if len(digest) == DIGEST_SIZE else None
+
+
+def _store_toolchain_stamp(directory: str) -> None:
+    """Hash the toolchain sources and record the result in the store's stamp (`precompile`)."""
+    digest, identities = _hash_toolchain(_HERE)
+    if identities == [_file_identity(os.path.join(_HERE, f"{name}.py")) for name in TOOLCHAIN_MODULES]:
+        wanted = _encode_stamp(digest, identities)
+        if read_trusted(toolchain_stamp_path(directory), _MAX_STAMP_SIZE) != wanted:
+            write_atomically(toolchain_stamp_path(directory), wanted)
 
 
 def freshness_key(source: bytes, category: str, arch: str) -> bytes:
@@ -384,6 +454,8 @@ def precompile(names: Sequence[str] | None = None, arch: str = "x86_64", store: 
             entries.append(Entry(name, category, arch, path, len(program) // SOCK_FILTER_SIZE, status))
     if all_policies:
         entries.append(_store_names(arch, directory, check_only))
+    if not check_only:
+        _store_toolchain_stamp(directory)
     if all_policies and os.path.isdir(directory):
         suffix = f".{arch}.bpf"
         for file in sorted(os.listdir(directory)):

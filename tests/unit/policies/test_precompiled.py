@@ -142,10 +142,79 @@ def test_writes_are_atomic_0644_and_leave_no_temporary_files(tmp_path: Path) -> 
     finally:
         os.umask(old_umask)
     assert [entry.status for entry in entries] == ["written"]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["baseline.baseline.x86_64.bpf"]
-    info = (tmp_path / "baseline.baseline.x86_64.bpf").stat()
-    assert info.st_mode & 0o777 == 0o644
-    assert info.st_uid == os.geteuid() and (os.geteuid() != 0 or info.st_gid == 0)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["baseline.baseline.x86_64.bpf", "toolchain-stamp"]
+    for name in ("baseline.baseline.x86_64.bpf", "toolchain-stamp"):
+        info = (tmp_path / name).stat()
+        assert info.st_mode & 0o777 == 0o644
+        assert info.st_uid == os.geteuid() and (os.geteuid() != 0 or info.st_gid == 0)
+
+
+def test_the_stored_toolchain_stamp_records_the_digest_of_the_sources(store: Path) -> None:
+    stamped = precompiled._stamped_toolchain_digest(precompiled._HERE, precompiled.toolchain_stamp_path(str(store)))
+    assert stamped == precompiled._hash_toolchain(precompiled._HERE)[0]
+
+
+@pytest.fixture
+def toolchain_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the toolchain sources and a stamp for them recording a digest no hashing
+    gives: whatever returns that digest took it from the stamp."""
+    sources = tmp_path / "toolchain"
+    sources.mkdir()
+    for name in precompiled.TOOLCHAIN_MODULES:
+        (sources / f"{name}.py").write_bytes((Path(precompiled._HERE) / f"{name}.py").read_bytes())
+    identities = [precompiled._file_identity(str(sources / f"{name}.py")) for name in precompiled.TOOLCHAIN_MODULES]
+    stamp = tmp_path / "toolchain-stamp"
+    stamp.write_bytes(precompiled._encode_stamp(b"\x5a" * precompiled.DIGEST_SIZE, identities))
+    os.chmod(stamp, 0o644)
+    return sources, stamp
+
+
+def test_a_stamp_stands_for_the_files_it_describes_and_no_others(toolchain_copy: tuple[Path, Path]) -> None:
+    sources, stamp = toolchain_copy
+    stamped = b"\x5a" * precompiled.DIGEST_SIZE
+    assert precompiled._stamped_toolchain_digest(str(sources), str(stamp)) == stamped
+    model = sources / "model.py"
+    info = model.stat()
+    os.utime(model, ns=(info.st_atime_ns, info.st_mtime_ns))  # same content and mtime, new ctime
+    assert precompiled._stamped_toolchain_digest(str(sources), str(stamp)) is None
+
+
+@pytest.mark.parametrize("change", ["edit", "replace", "damage", "truncate", "group-writable", "symlink"])
+def test_a_stamp_that_does_not_match_or_cannot_be_trusted_is_not_used(
+    toolchain_copy: tuple[Path, Path], tmp_path: Path, change: str
+) -> None:
+    sources, stamp = toolchain_copy
+    parser = sources / "parser.py"
+    if change == "edit":
+        with open(parser, "ab") as source:
+            source.write(b"# changed\n")
+    elif change == "replace":  # same bytes, another file (a checkout, a copy)
+        parser.rename(tmp_path / "old-parser.py")
+        parser.write_bytes((tmp_path / "old-parser.py").read_bytes())
+    elif change == "damage":
+        stamp.write_bytes(stamp.read_bytes().replace(b"parser ", b"parsex "))
+    elif change == "truncate":
+        stamp.write_bytes(stamp.read_bytes()[:-20])
+    elif change == "group-writable":
+        os.chmod(stamp, 0o664)
+    else:
+        target = tmp_path / "elsewhere"
+        target.write_bytes(stamp.read_bytes())
+        stamp.unlink()
+        stamp.symlink_to(target)
+    assert precompiled._stamped_toolchain_digest(str(sources), str(stamp)) is None
+
+
+def test_the_toolchain_digest_comes_from_a_matching_stamp(own_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    identities = [precompiled._file_identity(os.path.join(precompiled._HERE, f"{name}.py"))
+                  for name in precompiled.TOOLCHAIN_MODULES]
+    stamped = b"\x5a" * precompiled.DIGEST_SIZE
+    Path(precompiled.toolchain_stamp_path()).write_bytes(precompiled._encode_stamp(stamped, identities))
+    monkeypatch.setattr(precompiled, "_toolchain_digest", None)
+    assert precompiled.toolchain_digest() == stamped
+    os.unlink(precompiled.toolchain_stamp_path())
+    monkeypatch.setattr(precompiled, "_toolchain_digest", None)
+    assert precompiled.toolchain_digest() == precompiled._hash_toolchain(precompiled._HERE)[0]
 
 
 def test_precompile_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

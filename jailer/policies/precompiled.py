@@ -37,10 +37,10 @@ jailer's FNV-1a (`jailer.runtime`) is fine for a cache key but not for content i
 
 The digests guard against stale and damaged files (a truncated write, a corrupted disk), not
 against someone who can write the store: whoever can replace a file can also give it a
-matching digest. That is what the ownership check is for: a stored file is used only when it
-is a regular file owned by root or by the running euid and writable by nobody else
-(files are written 0644 and, when the precompile runs as root, owned by root, atomically
-through a temporary file and a rename).
+matching digest. That is what the ownership check is for (`jailer.trusted`): a stored file is
+used only when it is a regular file owned by root or by the running euid and writable by
+nobody else (files are written 0644 and, when the precompile runs as root, owned by root,
+atomically through a temporary file and a rename).
 
 File layout: magic (8 bytes), key (32), program length (4, little-endian), BLAKE2b-256 of the
 program (32), the program (`struct sock_filter` array).
@@ -55,6 +55,8 @@ numbers through ctypes costs the VMM ~4 ms of every start, reading them ~0.1 ms.
 from __future__ import annotations
 
 import os
+
+from jailer.trusted import read_trusted
 
 TYPE_CHECKING = False  # no typing import: this module is on the jailer's and the VMM's start-up path
 if TYPE_CHECKING:
@@ -277,41 +279,6 @@ def decode(data: bytes, key: bytes) -> bytes | None:
     if program is None or len(program) % SOCK_FILTER_SIZE or len(program) // SOCK_FILTER_SIZE > BPF_MAXINSNS:
         return None
     return program
-
-
-def _trusted(info: os.stat_result) -> bool:
-    """A regular file owned by root or the running euid, writable by its owner only.
-
-    The owner is compared with root first, then with the real uid, and only when that matches
-    too with the euid: the jailed VMM runs under the `jail` category, which allows getuid(2)
-    but not geteuid(2) (a violation there ends the VMM), and a store bound into a jail is
-    root's. A file owned by the real but not the effective uid is refused.
-    """
-    import stat
-
-    return (
-        stat.S_ISREG(info.st_mode)
-        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        and (info.st_uid == 0 or info.st_uid == os.getuid() == os.geteuid())
-    )
-
-
-def read_trusted(path: str, limit: int) -> bytes | None:
-    """A file's bytes if it may be trusted (see `_trusted`) and holds at most `limit` bytes,
-    else None; never through a symlink. Also what `vmm.bundle` reads its bundle with."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not _trusted(info) or info.st_size > limit:
-            return None
-        return os.read(fd, info.st_size + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def read_stored(path: str) -> bytes | None:

@@ -36,7 +36,7 @@ def tree(tmp_path: Path) -> Path:
     root = tmp_path / "tree"
     shutil.copytree(PROJECT_ROOT / "vmm", root / "vmm", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "jailer" / "policies").mkdir(parents=True)
-    for name in ("__init__", "native"):
+    for name in ("__init__", "native", "trusted"):
         shutil.copy(PROJECT_ROOT / "jailer" / f"{name}.py", root / "jailer")
     for name in ("__init__", "errors", "loader", "precompiled", "syscalls"):
         shutil.copy(PROJECT_ROOT / "jailer" / "policies" / f"{name}.py", root / "jailer" / "policies")
@@ -74,7 +74,9 @@ def test_a_changed_source_is_imported_from_the_source(tree: Path, tmp_path: Path
     assert lines[4] == "True"
 
 
-@pytest.mark.parametrize("damage", ["world-writable", "symlink", "truncated", "other-interpreter", "missing"])
+@pytest.mark.parametrize(
+    "damage", ["world-writable", "symlink", "truncated", "cut-in-its-code", "empty", "other-interpreter", "missing"]
+)
 def test_an_unusable_bundle_is_not_installed(tree: Path, tmp_path: Path, damage: str) -> None:
     path = Path(bundle.build(str(tree), str(tmp_path / "b.bundle")))
     if damage == "world-writable":
@@ -85,9 +87,15 @@ def test_an_unusable_bundle_is_not_installed(tree: Path, tmp_path: Path, damage:
         path = link
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "cut-in-its-code":  # the index is whole, the last module's code is not
+        path.write_bytes(path.read_bytes()[:-10])
+    elif damage == "empty":
+        path.write_bytes(b"")
     elif damage == "other-interpreter":
-        form, _magic, entries = marshal.loads(path.read_bytes())
-        path.write_bytes(marshal.dumps((form, b"\0\0\r\n", entries)))
+        decoded = bundle.decode(path.read_bytes())
+        assert decoded is not None
+        form, _magic, modules = decoded
+        path.write_bytes(bundle.encode(form, b"\0\0\r\n", modules))
     else:
         path.unlink()
     lines = probe(tree, path)
@@ -112,7 +120,9 @@ def test_the_bundle_holds_the_vmm_and_the_filter_loading_modules() -> None:
     names = bundle.module_names()
     assert {"vmm.builder", "vmm.kvm.structs", "vmm.loader.boot", "vmm.acpi.build"} <= set(names)
     assert not set(bundle.IMPORTED_BEFORE) & set(names)  # imported before the bundle is installed
-    assert {"jailer.policies.loader", "jailer.policies.syscalls"} <= set(names)
+    assert {"jailer.native", "jailer.policies.precompiled", "jailer.policies.loader", "jailer.policies.syscalls"} <= set(
+        names
+    )
     assert not any(name.startswith(("jailer.cli", "jailer.policies.compiler", "rootfs_builder")) for name in names)
 
 
@@ -121,8 +131,9 @@ def test_the_trees_own_bundle_is_fresh_or_absent() -> None:
     path = bundle.bundle_path()
     if not os.path.exists(path):
         pytest.skip(f"no bundle at {path}: the bootstrap's setup step writes it")
-    _form, _magic, entries = marshal.loads(Path(path).read_bytes())
-    for name, (_is_package, source_path, mtime_ns, size, code) in entries.items():
+    decoded = bundle.decode(Path(path).read_bytes())
+    assert decoded is not None and decoded[:2] == (bundle.FORMAT, bundle._magic())
+    for name, (_is_package, source_path, mtime_ns, size, code) in decoded[2].items():
         info = os.stat(source_path)
         if (info.st_mtime_ns, info.st_size) == (mtime_ns, size):
             compiled = compile(Path(source_path).read_bytes(), source_path, "exec", dont_inherit=True)

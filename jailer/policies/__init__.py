@@ -12,6 +12,7 @@ This module stays import-light: the jailer imports it on its start-up path.
 from __future__ import annotations
 
 import os
+import stat
 
 from jailer.policies.errors import PolicyError
 
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
     from jailer.policies.model import Policy
 
-__all__ = ["PolicyError", "load_policy", "shipped_policy_file", "shipped_policy_path", "shipped_policy_names"]
+__all__ = ["PolicyError", "load_policy", "read_regular_file", "shipped_policy_file", "shipped_policy_path",
+           "shipped_policy_names"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,6 +36,35 @@ def load_policy(path: str | Path) -> Policy:
         return parser.load_policy(path)
     except OSError as error:
         raise PolicyError(f"{path}: cannot read the policy: {error.strerror or error}") from None
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
+    """The whole file at `path`: how the toolchain reads every file a user names (policies,
+    OCI profiles, BPF programs), and how the jailer and the VMM read their policy.
+
+    PolicyError unless it is a regular file, OSError when it cannot be opened or read, or
+    holds more than `limit` bytes (EFBIG). The check is made on the descriptor, opened with
+    O_NONBLOCK, before a byte is read: a FIFO would otherwise block the open (and with it
+    `jailer-policy`, the jailer or the VMM) until some writer appears, and a character device
+    (`/dev/zero`) would stream without end. os-level calls only: no `io` text layer.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except ValueError:  # an embedded NUL byte
+        raise PolicyError(f"{os.fspath(path)!r} is not a valid path") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PolicyError(f"{os.fspath(path)} is not a regular file")
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise OSError(27, "file too large", os.fspath(path))  # EFBIG
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def shipped_policy_names() -> list[str]:

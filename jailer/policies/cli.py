@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Any
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+# Numbers on the command line: ASCII decimal or 0x hex, nothing int(text, 0) also takes
+# (signs, 0b/0o, underscores, surrounding blanks, non-ASCII digits).
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("target", metavar="POLICY|FILE.bpf")
     sub.add_argument("--thread", "--category", dest="category", help="the category (required for a policy)")
     arch(sub)
-    sub.add_argument("syscall", help="name or number")
-    sub.add_argument("args", nargs="*", help="up to 6 argument values (decimal or 0x hex)")
+    sub.add_argument("syscall", help="name, or number (decimal or 0x hex, 0 to 0xffffffff)")
+    sub.add_argument("args", nargs="*", help="up to 6 argument values (decimal or 0x hex, 0 to 2^64-1)")
 
     sub = command("explain", _explain, "per category: syscalls, conditions, actions, counts")
     sub.add_argument("policy")
@@ -124,6 +128,12 @@ def _load(path: str) -> Any:
     return load_policy(path)
 
 
+def _read(path: str) -> bytes:
+    from jailer.policies import read_regular_file
+
+    return read_regular_file(path)
+
+
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
@@ -139,10 +149,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _compile(args: argparse.Namespace) -> int:
     from jailer.policies import compiler
+    from jailer.policies.files import check_output_path
 
+    check_output_path(args.split_output, "--split-output")
     policy = _load(args.policy)
     programs = compiler.compile_policy(policy, args.arch)
-    paths = compiler.write_split_output(programs, args.split_output) if args.split_output else []
+    paths = compiler.write_split_output(programs, args.split_output) if args.split_output is not None else []
     rows = [(name, len(program) // 8, len(program)) for name, program in programs.items()]
     data = {"arch": args.arch, "categories": {n: {"instructions": i, "bytes": b} for n, i, b in rows}, "files": paths}
     _emit(args, data, table(("category", "instructions", "bytes"), rows) + "".join(f"\nwrote {p}" for p in paths))
@@ -151,7 +163,9 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _precompile(args: argparse.Namespace) -> int:
     from jailer.policies import precompiled
+    from jailer.policies.files import check_output_path
 
+    check_output_path(args.output_dir, "--output-dir")
     entries = precompiled.precompile(args.policy, args.arch, args.output_dir, check_only=args.check)
     rows = [(e.policy, e.category, e.instructions, e.status, e.path) for e in entries]
     bad = [e for e in entries if e.status not in ("fresh", "unchanged", "written", "removed")]
@@ -168,29 +182,44 @@ def _precompile(args: argparse.Namespace) -> int:
 def _disasm(args: argparse.Namespace) -> int:
     from jailer.policies import bpf
 
-    lines = bpf.disassemble(Path(args.file).read_bytes(), args.arch)
+    lines = bpf.disassemble(_read(args.file), args.arch)
     _emit(args, [line.to_json() for line in lines], bpf.format_listing(lines))
     return 0
+
+
+def _number(text: str, limit: int) -> int | None:
+    """`text` as ASCII decimal or 0x hex if it is one and at most `limit`, else None."""
+    if not _NUMBER.fullmatch(text):
+        return None
+    if text[:2] in ("0x", "0X"):
+        value = int(text, 16)
+    else:
+        digits = text.lstrip("0") or "0"
+        if len(digits) > len(str(limit)):  # also keeps int() away from its 4300-digit limit
+            return None
+        value = int(digits)
+    return value if value <= limit else None
 
 
 def _int(text: str) -> int:
     from jailer.policies.errors import PolicyError
 
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise PolicyError(f"not an integer: {text!r}") from None
-    if not -(1 << 63) <= value < (1 << 64):
-        raise PolicyError(f"argument out of 64-bit range: {text}")
-    return value & ((1 << 64) - 1)
+    value = _number(text, (1 << 64) - 1)
+    if value is None and _NUMBER.fullmatch(text):
+        raise PolicyError(f"argument out of 64-bit range: {text!r} (at most 0xffffffffffffffff)")
+    if value is None:
+        raise PolicyError(f"not an integer: {text!r} (expected decimal or 0x hex from 0 to 2^64-1)")
+    return value
 
 
 def _syscall(text: str, arch: str) -> tuple[str, int]:
     from jailer.policies import syscalls
     from jailer.policies.errors import PolicyError
 
-    if text.lstrip("-").isdigit() or text.startswith("0x"):
-        nr = _int(text) & 0xFFFFFFFF
+    if text[:1] in tuple("0123456789+-"):
+        nr = _number(text, 0xFFFFFFFF)
+        if nr is None:
+            raise PolicyError(f"not a syscall number: {text!r} (expected decimal or 0x hex from 0 to 0xffffffff)")
         return (syscalls.name(nr, arch) or f"#{nr}"), nr
     nr_or_none = syscalls.number(text, arch)
     if nr_or_none is None:
@@ -209,7 +238,7 @@ def _check(args: argparse.Namespace) -> int:
     data = bpf.SeccompData(nr, arch=syscalls.AUDIT_ARCH[args.arch], args=values)
     result: dict[str, Any] = {"syscall": name, "nr": nr, "args": list(values)}
     if args.target.endswith(".bpf"):
-        run = bpf.emulate(Path(args.target).read_bytes(), data)
+        run = bpf.emulate(_read(args.target), data)
         result.update(verdict=str(run.action), decided_at=run.trace[-1])
         _emit(args, result, f"{name}: {run.action} (returned at instruction {run.trace[-1]:04d})")
         return 0
@@ -271,14 +300,14 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _export_oci(args: argparse.Namespace) -> int:
     from jailer.policies import oci
+    from jailer.policies.files import check_output_path, write_category_files
 
+    check_output_path(args.output_dir, "--output-dir")
     profiles = oci.export_policy(_load(args.policy), args.arch)
-    if args.output_dir:
-        directory = Path(args.output_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, profile in profiles.items():
-            (directory / f"{name}.oci.json").write_text(json.dumps(profile, indent=2) + "\n")
-            print(directory / f"{name}.oci.json")
+    if args.output_dir is not None:
+        contents = {name: (json.dumps(profile, indent=2) + "\n").encode() for name, profile in profiles.items()}
+        for path in write_category_files(args.output_dir, contents, ".oci.json"):
+            print(path)
     else:
         print(json.dumps(profiles, indent=2))
     return 0
@@ -290,18 +319,13 @@ def _export_firecracker(args: argparse.Namespace) -> int:
 
 
 def _import_oci(args: argparse.Namespace) -> int:
-    from jailer.policies import oci
-    from jailer.policies.errors import PolicyError
+    from jailer.policies import oci, parser
 
-    try:
-        document = json.loads(Path(args.profile).read_text())
-    except json.JSONDecodeError as error:
-        raise PolicyError(f"{args.profile}: invalid JSON: {error.msg} at line {error.lineno}") from None
-    except (ValueError, RecursionError) as error:  # 4300-digit integers; nesting beyond the stack
-        raise PolicyError(f"{args.profile}: invalid JSON: {str(error).split(';')[0]}") from None
+    document = parser.load_json(args.profile)
     imported = oci.import_profile(document, name=args.category, arch=args.arch, source=args.profile)
     if imported.skipped_names:
-        print(f"jailer-policy: skipped names unknown on {args.arch}: {', '.join(imported.skipped_names)}", file=sys.stderr)
+        skipped = ", ".join(parser.describe_value(name) for name in imported.skipped_names)
+        print(f"jailer-policy: skipped names unknown on {args.arch}: {skipped}", file=sys.stderr)
     print(json.dumps({args.category: imported.category.to_json()}, indent=2))
     return 0
 
@@ -338,7 +362,9 @@ def _trace(args: argparse.Namespace) -> int:
     from jailer.policies import parser as policy_parser
     from jailer.policies import trace
     from jailer.policies.errors import PolicyError
+    from jailer.policies.files import check_output_path
 
+    check_output_path(args.output, "--output")
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise PolicyError("trace needs a command after --")

@@ -39,17 +39,11 @@ def compile_policy(policy: model.Policy, arch: str = "x86_64") -> dict[str, byte
 
 
 def write_split_output(programs: dict[str, bytes], directory: str | os.PathLike[str]) -> list[str]:
-    """Write `<category>.bpf` files, like seccompiler's --split-output; returns the paths."""
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for name, program in programs.items():
-        if "/" in name or name in (".", ".."):
-            raise PolicyError(f"category name {name!r} cannot be used as a file name")
-        path = os.path.join(directory, f"{name}.bpf")
-        with open(path, "wb") as output:
-            output.write(program)
-        paths.append(path)
-    return paths
+    """Write `<category>.bpf` files, like seccompiler's --split-output, all of them or none
+    (`files.write_category_files`); returns the paths."""
+    from jailer.policies.files import write_category_files
+
+    return write_category_files(directory, programs, ".bpf")
 
 
 def _compile(category: model.Category, arch: str, source: str) -> bytes:
@@ -82,11 +76,13 @@ def _compile(category: model.Category, arch: str, source: str) -> bytes:
         program = _export(library, context, where)
     finally:
         library.seccomp_release(context)
-    _refuse_mismerged_ranges(category, program, arch, audit_arch, where)
+    # The size first: the range-merge check below emulates the program many times, which for a
+    # program the kernel would refuse anyway is time spent on nothing.
     if len(program) // SOCK_FILTER_SIZE > BPF_MAXINSNS:
         raise PolicyError(
             f"{where}: {len(program) // SOCK_FILTER_SIZE} instructions exceed the kernel's limit of {BPF_MAXINSNS}"
         )
+    _refuse_mismerged_ranges(category, program, arch, audit_arch, where)
     return program
 
 
@@ -135,7 +131,10 @@ def _refuse_mismerged_ranges(category: model.Category, program: bytes, arch: str
                     if rule.syscall == syscall and condition.index == index:
                         values.update((condition.val + delta) & U64 for delta in (-1, 0, 1))
                         values.update(((condition.val >> 32 << 32) + delta) & U64 for delta in (-1, 0))
-            for base in bases:
+            # Bases that differ only in the probed argument give the same probes: keep one of
+            # each (rules comparing that one argument would otherwise multiply the work).
+            others = {base[:index] + (0,) + base[index + 1:] for base in bases}
+            for base in sorted(others):
                 for value in sorted(values):
                     args = base[:index] + (value,) + base[index + 1:]
                     expected, _ = category.decide(syscall, args)

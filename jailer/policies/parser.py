@@ -27,14 +27,27 @@ _CONDITION_KEYS = {"index", "type", "op", "val", "comment"}
 
 def load_policy(path: str | Path) -> model.Policy:
     """Read and parse a policy file; OSError for an unreadable file, PolicyError otherwise."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    return parse_policy(text, source=str(path))
+    return policy_from_json(load_json(path), source=str(Path(path)))
 
 
 def parse_policy(text: str, *, source: str = "<policy>") -> model.Policy:
+    return policy_from_json(parse_json(text, source=source), source=source)
+
+
+def load_json(path: str | Path) -> Any:
+    """The JSON document in the file at `path` (a regular file only: `read_regular_file`),
+    parsed as `parse_json` does; OSError for an unreadable file, PolicyError otherwise."""
+    from jailer.policies import read_regular_file
+
+    text = read_regular_file(path).decode("utf-8", errors="surrogateescape")
+    return parse_json(text, source=str(Path(path)))
+
+
+def parse_json(text: str, *, source: str) -> Any:
+    """JSON as the toolchain accepts it (policies and OCI profiles alike): a duplicate key is an
+    error, not a silent override of the first value, and every failure is one PolicyError line."""
     try:
-        document = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
     except json.JSONDecodeError as error:
         raise PolicyError(f"{source}: invalid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
     except _DuplicateKey as duplicate:
@@ -43,7 +56,6 @@ def parse_policy(text: str, *, source: str = "<policy>") -> model.Policy:
         raise PolicyError(f"{source}: invalid JSON: nested too deeply") from None
     except ValueError as error:  # an integer beyond Python's 4300-digit conversion limit
         raise PolicyError(f"{source}: invalid JSON: {str(error).split(';')[0]}") from None
-    return policy_from_json(document, source=source)
 
 
 class _DuplicateKey(Exception):
@@ -61,7 +73,7 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def policy_from_json(document: Any, *, source: str = "<policy>") -> model.Policy:
     if not isinstance(document, dict):
-        raise PolicyError(f"{source}: the top level must be an object of categories, not {_kind(document)}")
+        raise PolicyError(f"{source}: the top level must be an object of categories, not {describe_kind(document)}")
     if not document:
         raise PolicyError(f"{source}: the policy has no categories")
     categories = {}
@@ -75,7 +87,7 @@ def policy_from_json(document: Any, *, source: str = "<policy>") -> model.Policy
 
 def _category(name: str, body: Any, where: str) -> model.Category:
     if not isinstance(body, dict):
-        raise PolicyError(f"{where}: must be an object, not {_kind(body)}")
+        raise PolicyError(f"{where}: must be an object, not {describe_kind(body)}")
     _check_keys(body, _CATEGORY_KEYS, where)
     for required in ("default_action", "filter_action", "filter"):
         if required not in body:
@@ -84,7 +96,7 @@ def _category(name: str, body: Any, where: str) -> model.Category:
     filter_action = parse_action(body["filter_action"], f"{where}, filter_action")
     rules_json = body["filter"]
     if not isinstance(rules_json, list):
-        raise PolicyError(f"{where}: 'filter' must be a list of rules, not {_kind(rules_json)}")
+        raise PolicyError(f"{where}: 'filter' must be a list of rules, not {describe_kind(rules_json)}")
     rules = tuple(_rule(rule, f"{where}, rule {number}") for number, rule in enumerate(rules_json, 1))
     for number, rule in enumerate(rules, 1):
         if (rule.action or filter_action) == default_action:
@@ -111,19 +123,22 @@ def _category(name: str, body: Any, where: str) -> model.Category:
 
 def _rule(body: Any, where: str) -> model.Rule:
     if not isinstance(body, dict):
-        raise PolicyError(f"{where}: must be an object, not {_kind(body)}")
+        raise PolicyError(f"{where}: must be an object, not {describe_kind(body)}")
     syscall = body.get("syscall")
     if not isinstance(syscall, str) or not syscall:
         raise PolicyError(f"{where}: 'syscall' must be a syscall name")
-    where = f"{where} ({syscall})"
+    # Only a name of syscall-name characters is shown as it is: any other (a NUL, an escape
+    # sequence) is shown escaped, never written raw to the user's terminal.
+    well_formed = is_syscall_name(syscall)
+    where = f"{where} ({syscall if well_formed else repr(syscall)})"
     _check_keys(body, _RULE_KEYS, where)
     from jailer.policies import syscalls
 
-    if not _SYSCALL_NAME.fullmatch(syscall) or not syscalls.is_known(syscall):
+    if not well_formed or not syscalls.is_known(syscall):
         raise PolicyError(f"{where}: unknown syscall {syscall!r}")
     args_json = body.get("args", [])
     if not isinstance(args_json, list):
-        raise PolicyError(f"{where}: 'args' must be a list of conditions, not {_kind(args_json)}")
+        raise PolicyError(f"{where}: 'args' must be a list of conditions, not {describe_kind(args_json)}")
     if len(args_json) > 6:
         raise PolicyError(f"{where}: at most 6 conditions per rule, got {len(args_json)}")
     conditions = tuple(_condition(cond, f"{where}, args[{n}]") for n, cond in enumerate(args_json))
@@ -142,7 +157,7 @@ def _rule(body: Any, where: str) -> model.Rule:
 
 def _condition(body: Any, where: str) -> model.Condition:
     if not isinstance(body, dict):
-        raise PolicyError(f"{where}: must be an object, not {_kind(body)}")
+        raise PolicyError(f"{where}: must be an object, not {describe_kind(body)}")
     _check_keys(body, _CONDITION_KEYS, where)
     for required in ("index", "type", "op", "val"):
         if required not in body:
@@ -152,23 +167,23 @@ def _condition(body: Any, where: str) -> model.Condition:
         raise PolicyError(f"{where}: 'index' must be an integer from 0 to 5, got {index!r}")
     arg_type = body["type"]
     if arg_type not in model.ARG_TYPES:
-        raise PolicyError(f"{where}: 'type' must be \"dword\" or \"qword\", got {_short(arg_type)}")
+        raise PolicyError(f"{where}: 'type' must be \"dword\" or \"qword\", got {describe_value(arg_type)}")
     val = body["val"]
     if not _is_int(val) or not 0 <= val <= model.U64:
-        raise PolicyError(f"{where}: 'val' must be an integer from 0 to 2^64-1, got {_short(val)}")
+        raise PolicyError(f"{where}: 'val' must be an integer from 0 to 2^64-1, got {describe_value(val)}")
     op_json = body["op"]
     mask = None
     if isinstance(op_json, dict) and list(op_json) == ["masked_eq"]:
         op, mask = "masked_eq", op_json["masked_eq"]
         if not _is_int(mask) or not 0 <= mask <= model.U64:
-            raise PolicyError(f"{where}: the masked_eq mask must be an integer from 0 to 2^64-1, got {_short(mask)}")
+            raise PolicyError(f"{where}: the masked_eq mask must be an integer from 0 to 2^64-1, got {describe_value(mask)}")
         if val & ~mask:
             raise PolicyError(f"{where}: val {val:#x} has bits outside the mask {mask:#x}, so it can never match")
     elif isinstance(op_json, str) and op_json in model.OPERATORS and op_json != "masked_eq":
         op = op_json
     else:
         raise PolicyError(
-            f"{where}: unknown op {_short(op_json)} (expected eq, ne, lt, le, gt, ge or {{\"masked_eq\": MASK}})"
+            f"{where}: unknown op {describe_value(op_json)} (expected eq, ne, lt, le, gt, ge or {{\"masked_eq\": MASK}})"
         )
     if op == "eq" and arg_type == "dword" and val > model.U32:
         raise PolicyError(f"{where}: dword val {val:#x} does not fit in 32 bits, so it can never match")
@@ -186,10 +201,10 @@ def parse_action(value: Any, where: str) -> model.Action:
         if kind in model.ACTIONS_WITH_VALUE:
             limit = 4094 if kind == "errno" else 0xFFFF  # libseccomp refuses MAX_ERRNO itself
             if not _is_int(data) or not 0 <= data <= limit:
-                raise PolicyError(f"{where}: {kind} needs an integer from 0 to {limit}, got {_short(data)}")
+                raise PolicyError(f"{where}: {kind} needs an integer from 0 to {limit}, got {describe_value(data)}")
             return model.Action(kind, data)
     raise PolicyError(
-        f"{where}: unknown action {_short(value)} (expected allow, kill_thread, kill_process, log, trap, "
+        f"{where}: unknown action {describe_value(value)} (expected allow, kill_thread, kill_process, log, trap, "
         "{\"errno\": N} or {\"trace\": N})"
     )
 
@@ -204,12 +219,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _kind(value: Any) -> str:
+def is_syscall_name(text: str) -> bool:
+    """Whether `text` has the form of a syscall name (which libseccomp then may or may not know)."""
+    return _SYSCALL_NAME.fullmatch(text) is not None
+
+
+def describe_kind(value: Any) -> str:
+    """What kind of JSON value `value` is, for messages ("a list", "a string")."""
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
     )
 
 
-def _short(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """`value` for a one-line message: escaped (repr for strings, JSON otherwise), at most 60 characters."""
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

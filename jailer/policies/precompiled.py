@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import os
 
+from jailer.policies import read_regular_file
 from jailer.trusted import read_trusted
 
 TYPE_CHECKING = False  # no typing import: this module is on the jailer's and the VMM's start-up path
@@ -95,19 +96,9 @@ def _safe_name(name: str) -> bool:
 
 
 def _read_file(path: str, limit: int = _MAX_POLICY_SIZE) -> bytes:
-    """The whole file (os-level calls only: no `io` text layer, no codec lookups)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        size = 0
-        while chunk := os.read(fd, 1 << 16):
-            size += len(chunk)
-            if size > limit:
-                raise OSError(27, "file too large")  # EFBIG
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    """The whole file (os-level calls only: no `io` text layer, no codec lookups); a FIFO or
+    device named as the policy is refused, not waited on (`jailer.policies.read_regular_file`)."""
+    return read_regular_file(path, limit)
 
 
 def toolchain_digest() -> bytes:
@@ -319,20 +310,10 @@ def write_atomically(path: str, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory and rename(2):
     readers see the old file or the new one, never a partial one. Mode 0644 whatever the
     umask; owned by root when run as root."""
-    directory = os.path.dirname(path)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    from jailer.policies.files import write_temporary
+
+    temporary = write_temporary(path, data)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if os.geteuid() == 0:
-                os.fchown(fd, 0, 0)
-            os.fchmod(fd, 0o644)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.rename(temporary, path)
     except BaseException:
         try:

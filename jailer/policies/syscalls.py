@@ -71,6 +71,10 @@ def check_arch(arch: str) -> int:
 
 def number(name: str, arch: str = "x86_64") -> int | None:
     """The syscall's number on `arch`, or None when the arch has no such syscall."""
+    if not name.isascii() or "\0" in name:
+        # No syscall's name has either; libseccomp would read "read\0x" as "read", and a
+        # surrogate (from undecodable argv bytes) cannot even be encoded for it.
+        return None
     key = (name, arch)
     if key not in _numbers:
         nr = _libseccomp().seccomp_syscall_resolve_name_arch(check_arch(arch), name.encode())

@@ -251,23 +251,23 @@ def test_control_characters_in_syscall_names_are_escaped_in_errors(tmp_path: Pat
     assert [rule["syscall"] for rule in json.loads(out)["oci"]["filter"]] == ["read"]  # not "read\0" as read
 
 
-def test_an_oversized_program_is_refused_before_the_range_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The range-merge check emulates the program thousands of times; a program the kernel
-    would refuse anyway is refused first (it took minutes for a few thousand range rules)."""
+def test_an_oversized_program_is_refused_before_the_merge_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merge check emulates the program thousands of times; a program the kernel would
+    refuse anyway is refused first (it took minutes for a few thousand range rules)."""
 
     def range_check(*args: object) -> None:
-        raise AssertionError("the range check ran on a program over the limit")
+        raise AssertionError("the merge check ran on a program over the limit")
 
-    monkeypatch.setattr(compiler, "_refuse_mismerged_ranges", range_check)
+    monkeypatch.setattr(compiler, "_refuse_mismerges", range_check)
     rules = [{"syscall": "ioctl", "args": [{"index": 1, "type": "qword", "op": "gt", "val": 3 * n}]} for n in range(4200)]
     policy = policies.load_policy(write_policy(tmp_path, {"t": category(rules)}))
     with pytest.raises(policies.PolicyError, match="instructions exceed the kernel's limit of 4096"):
         compiler.compile_category(policy, "t")
 
 
-def test_the_range_check_probes_each_argument_combination_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rules that compare the same argument give bases that differ only in the probed argument:
-    probing each of them again multiplied the work by the rule count (200 such rules: a minute)."""
+def test_the_merge_check_probes_each_argument_combination_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each combination of boundary values is emulated once: probing them again for every rule
+    that compares the argument multiplied the work by the rule count (200 such rules: a minute)."""
     from jailer.policies import bpf
 
     real_emulate = bpf.emulate

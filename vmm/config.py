@@ -389,11 +389,18 @@ def parse_config(document: Any) -> VmConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> VmConfig:
+    # The toolchain's reader (os-level calls, 64 KiB reads: see there). Imported here, not at
+    # the top: the filters' set-up imports `jailer.policies` anyway, and only a config needs it.
+    from jailer.policies import PolicyError, read_regular_file
+
     path = path_text(path)
     try:
-        text = _read_regular_file(path).decode("utf-8")
+        text = read_regular_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except PolicyError:  # a FIFO, directory or device: refused before it is read (or waited on)
+        detail = "not a valid path" if "\0" in path else "not a regular file"
+        raise ConfigError(f"cannot read config file {path}: {detail}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {getattr(error, 'strerror', None) or error}") from None
     try:
@@ -407,23 +414,6 @@ def load_config(path: str | os.PathLike[str]) -> VmConfig:
     except ValueError as error:  # an integer beyond Python's 4300-digit conversion limit
         raise ConfigError(f"{path}: invalid JSON: {str(error).split(';')[0]}") from None
     return parse_config(document)
-
-
-def _read_regular_file(path: str) -> bytes:
-    """The file's bytes; OSError(EINVAL) for anything but a regular file (opened without
-    blocking, so a FIFO cannot hang the VMM; directories and devices are refused too)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        chunks = []
-        # 64 KiB reads: a larger buffer that read() then shrinks costs an mremap, which the
-        # jail's outer allowlist does not grant.
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 MAX_XAPIC_VCPUS = 255  # MADT processor-local-APIC entries carry 8-bit APIC ids

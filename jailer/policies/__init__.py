@@ -40,13 +40,16 @@ def load_policy(path: str | Path) -> Policy:
 
 def read_regular_file(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
     """The whole file at `path`: how the toolchain reads every file a user names (policies,
-    OCI profiles, BPF programs), and how the jailer and the VMM read their policy.
+    OCI profiles, BPF programs), how the jailer and the VMM read their policy, and how the
+    VMM reads its config.
 
     PolicyError unless it is a regular file, OSError when it cannot be opened or read, or
     holds more than `limit` bytes (EFBIG). The check is made on the descriptor, opened with
     O_NONBLOCK, before a byte is read: a FIFO would otherwise block the open (and with it
     `jailer-policy`, the jailer or the VMM) until some writer appears, and a character device
-    (`/dev/zero`) would stream without end. os-level calls only: no `io` text layer.
+    (`/dev/zero`) would stream without end. os-level calls only: no `io` text layer; and
+    64 KiB reads: a larger read() buffer, then shrunk to what came, costs an mremap, which the
+    jail's outer allowlist does not grant the VMM.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)

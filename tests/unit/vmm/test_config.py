@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,32 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ConfigError):
         load_config(deep)
+
+
+def test_a_config_that_is_no_regular_file_is_refused_unread(tmp_path: Path) -> None:
+    """A FIFO would block the open (O_NONBLOCK), a directory is no config: one line each."""
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        with pytest.raises(ConfigError) as raised:
+            load_config(path)
+        assert str(raised.value) == f"cannot read config file {path}: not a regular file"
+
+
+def test_the_config_is_read_in_chunks_of_64_kib_at_most(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A larger read() buffer, shrunk to what came, costs an mremap the jail does not allow."""
+    sizes: list[int] = []
+    real_read = os.read
+
+    def read(fd: int, size: int) -> bytes:
+        sizes.append(size)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", read)
+    config = tmp_path / "big.json"
+    config.write_text(json.dumps(minimal()) + " " * 300_000)
+    assert load_config(config).machine_config.vcpu_count == 1
+    assert len(sizes) >= 5 and max(sizes) <= 1 << 16
 
 
 def test_check_resources(tmp_path: Path) -> None:

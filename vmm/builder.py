@@ -1,17 +1,16 @@
 """Build a microVM from a validated config and run it to its end.
 
-Order (as Firecracker): VM with TSS and guest RAM slots, then the in-kernel irqchip and PIT2;
-ACPI tables, then the kernel; devices on the buses; vCPUs configured for the entry protocol.
-`start_vm` begins as soon as the configuration is checked: it maps guest RAM and creates the
-VM, its memory slots and its irqchip, then hands KVM_CREATE_PIT2 to a short-lived `vm-setup`
-thread. Each of these ioctls waits for SRCU grace periods in the kernel, and one that follows
-a burst of them (KVM_CREATE_IRQCHIP registers four devices) returns only ~7 ms after that
-burst, whatever the memory size; the memory slots, made before the irqchip, take ~0.2 ms,
-and the PIT's wait, in an ioctl that releases the GIL, overlaps the main thread's SIGSYS
-reporter and its loading of the filters, the guest and the ACPI tables. `build_machine` waits
-for the thread before the vCPUs (KVM_CREATE_VCPU would wait for the PIT's lock anyway).
-Meanwhile the GIL switch interval is 0.5 ms instead of 5, so the thread starts (and ends)
-without waiting for the main thread's Python work.
+Order: VM with TSS and guest RAM slots, then the in-kernel irqchip (as Firecracker); ACPI
+tables, then the kernel; devices on the buses; vCPUs configured for the entry protocol; the
+in-kernel PIT last (as QEMU, which creates it after its vCPUs). `start_vm` begins as soon as
+the configuration is checked: it maps guest RAM and creates the VM, its memory slots and its
+irqchip. The PIT waits for the end of the build because of the kernel: each of these ioctls
+waits for SRCU grace periods, and one that follows a burst of them (KVM_CREATE_IRQCHIP
+registers four devices) returns only ~7 ms after that burst on our PVM hosts, whatever it
+does. Memory slots made before the irqchip take ~0.2 ms; KVM_CREATE_PIT2 made after the
+reporter, the filters, the guest, the ACPI tables and the vCPUs finds that time passed and
+takes ~0.1 ms. (A helper thread that waited for it instead cost more in GIL hand-offs
+between CPUs than it saved.)
 `Machine.run` then compiles nothing (filters are compiled before the build finishes),
 starts the vCPU threads, installs the main thread's filter and serves events until a
 `Stop` arrives.
@@ -22,7 +21,6 @@ from __future__ import annotations
 import _signal
 import os
 import select
-import sys
 
 from vmm.bus import Bus
 from vmm.config import VmConfig, check_resources
@@ -32,7 +30,6 @@ from vmm.events import EventQueue, Stop
 from vmm.logger import Logger
 from vmm.memory import BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE, GuestMemory
 from vmm.metrics import Metrics
-from vmm.threads import Thread
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
 if TYPE_CHECKING:
@@ -257,79 +254,47 @@ def _open_serial_output(config: VmConfig) -> int:
         raise ConfigError(f"serial.serial_out_path: cannot open {path}: {error.strerror}") from None
 
 
-SETUP_SWITCH_INTERVAL = 0.0005
+class VmSetup:
+    """What `start_vm` made: the VM with its TSS, guest RAM slots and in-kernel irqchip, and
+    the guest RAM. `add_pit` completes it once the rest of the build is done (see above)."""
 
-
-class VmSetup(Thread):
-    """A new VM with its TSS, guest RAM slots and in-kernel irqchip; this thread creates its
-    PIT2 while the caller goes on (and fills the RAM). The thread does nothing else; the build
-    waits for it (`vm`) before it uses the VM."""
+    __slots__ = ("start_time", "kvm", "memory", "vm", "_pit_added")
 
     def __init__(self, kvm: Kvm, memory: GuestMemory, start_time: Timestamp) -> None:
-        super().__init__("vm-setup")
         self.start_time = start_time  # the start of the build, for the boot timer
         self.kvm = kvm
         self.memory = memory
-        self._error: BaseException | None = None
-        self._switch_interval: float | None = None
-        self._vm: Vm | None = None
+        self._pit_added = False
+        self.vm: Vm | None = None
         try:
-            self._vm = kvm.create_vm()
-            self._vm.set_tss_address(TSS_ADDRESS)
+            self.vm = kvm.create_vm()
+            self.vm.set_tss_address(TSS_ADDRESS)
             for index, (guest_address, length) in enumerate(memory.regions):
-                self._vm.add_memory(guest_address, length, memory.host_address(index))
-            self._vm.create_irqchip()
+                self.vm.add_memory(guest_address, length, memory.host_address(index))
+            self.vm.create_irqchip()
         except BaseException:
             self.discard()
             raise
 
-    def start(self) -> None:
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SETUP_SWITCH_INTERVAL)
-        try:
-            super().start()
-        except BaseException:
-            self._restore_switch_interval()
-            raise
-
-    def run(self) -> None:
-        try:
-            assert self._vm is not None
-            self._vm.create_pit2()
-        except BaseException as error:  # handed to the main thread, which reports it
-            self._error = error
-
-    def _restore_switch_interval(self) -> None:
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
-
-    def _join(self) -> None:
-        if self.ident is not None:
-            self.join()
-        self._restore_switch_interval()
+    def add_pit(self) -> None:
+        """KVM_CREATE_PIT2, once."""
+        assert self.vm is not None
+        if not self._pit_added:
+            self.vm.create_pit2()
+            self._pit_added = True
 
     def discard(self) -> None:
-        """Wait for the thread, then close what was made (after a failed build)."""
-        self._join()
-        if self._vm is not None:
-            self._vm.close()
-            self._vm = None
+        """Close what was made (after a failed build)."""
+        if self.vm is not None:
+            self.vm.close()
+            self.vm = None
         self.memory.close()
         self.kvm.close()
-
-    def vm(self) -> Vm:
-        """The VM once the thread has ended; the thread's error, raised here, otherwise."""
-        self._join()
-        if self._error is not None:
-            raise self._error
-        assert self._vm is not None
-        return self._vm
 
 
 def start_vm(config: VmConfig) -> VmSetup:
     """Check the configuration against this host, map guest RAM, create the VM with its memory
-    slots and irqchip, then start creating its PIT in the `vm-setup` thread."""
+    slots and irqchip."""
     from vmm.kvm.system import Kvm
 
     start_time = Timestamp.now()
@@ -340,13 +305,7 @@ def start_vm(config: VmConfig) -> VmSetup:
     except BaseException:
         kvm.close()
         raise
-    setup = VmSetup(kvm, memory, start_time)
-    try:
-        setup.start()
-    except RuntimeError as error:  # no thread to be had (a pids limit, say)
-        setup.discard()
-        raise VmmError(f"cannot start the vm-setup thread: {error}") from None
-    return setup
+    return VmSetup(kvm, memory, start_time)
 
 
 def build_machine(
@@ -426,7 +385,8 @@ def _build_on(
         mmio.insert(BootTimer(start, logger.info), BOOT_TIMER_ADDRESS, BOOT_TIMER_SIZE)
 
     supported = kvm.supported_cpuid()
-    vm = setup.vm()  # the devices' interrupt lines need it from the first KVM_RUN on
+    vm = setup.vm
+    assert vm is not None
     threads = []
     for index in range(machine_config.vcpu_count):
         vcpu = vm.create_vcpu(index)
@@ -435,6 +395,7 @@ def _build_on(
         thread = VcpuThread(vcpu, pio=pio, mmio=mmio, events=events, metrics=metrics, memory=memory, filter_program=program)
         metrics.add_source(thread.counters)
         threads.append(thread)
+    setup.add_pit()
     description = (
         f"starting the VM: {machine_config.vcpu_count} vCPU(s), {machine_config.mem_size_mib} MiB, "
         f"{entry.protocol} entry at {entry.entry_address:#x}, "

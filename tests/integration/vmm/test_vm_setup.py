@@ -1,10 +1,10 @@
-"""`builder.start_vm`: the kernel's part of the build in the `vm-setup` thread, overlapping
-the guest load, and nothing left behind when a build fails (the API lets a client retry)."""
+"""`builder.start_vm` and the build it begins: the VM with its memory slots and irqchip made
+before the guest is loaded, the PIT at the end, and nothing left behind when a build fails
+(the API lets a client retry)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,22 +32,26 @@ def build(config_path: Path, setup: builder.VmSetup | None) -> builder.Machine:
         os.close(devnull)
 
 
-def test_a_started_setup_becomes_the_vm_and_restores_the_switch_interval(tmp_path: Path) -> None:
-    interval = sys.getswitchinterval()
+def test_a_started_vm_gets_its_pit_once_and_is_closed_by_discard(tmp_path: Path) -> None:
+    import errno
+
+    from vmm.kvm import ioctls, structs, system
+
     config = load_config(write_config(tmp_path, write_guest(tmp_path, out_al(0xF4, 0) + HANG)))
     before = open_fds()
     setup = builder.start_vm(config)
-    assert sys.getswitchinterval() == builder.SETUP_SWITCH_INTERVAL
-    vm = setup.vm()
-    assert not setup.is_alive()
-    assert sys.getswitchinterval() == interval
-    assert vm.fd >= 0 and len(open_fds() - before) == 2  # /dev/kvm and the VM
+    vm = setup.vm
+    assert vm is not None and vm.fd >= 0 and len(open_fds() - before) == 2  # /dev/kvm and the VM
+    setup.add_pit()
+    setup.add_pit()  # once only: a second KVM_CREATE_PIT2 would fail with EEXIST
+    with pytest.raises(OSError) as raised:
+        system.ioctl(vm.fd, ioctls.KVM_CREATE_PIT2, structs.PitConfig(flags=ioctls.KVM_PIT_SPEAKER_DUMMY))
+    assert raised.value.errno == errno.EEXIST  # the kernel has the PIT
     setup.discard()
     assert open_fds() == before
 
 
 def test_a_build_that_fails_after_the_setup_started_leaves_nothing(tmp_path: Path) -> None:
-    interval = sys.getswitchinterval()
     kernel = tmp_path / "kernel.bin"
     kernel.write_bytes(b"not a kernel" * 100)
     config_path = write_config(tmp_path, kernel)
@@ -55,9 +59,7 @@ def test_a_build_that_fails_after_the_setup_started_leaves_nothing(tmp_path: Pat
     setup = builder.start_vm(load_config(config_path))
     with pytest.raises(VmmError, match="unknown kernel image format"):
         build(config_path, setup)
-    assert not setup.is_alive()
     assert open_fds() == before
-    assert sys.getswitchinterval() == interval
     with pytest.raises(VmmError, match="unknown kernel image format"):
         build(config_path, None)  # build_machine starting its own setup: the same
     assert open_fds() == before
@@ -84,17 +86,27 @@ def test_a_build_that_fails_after_opening_its_queue_and_serial_output_closes_the
     assert open_fds() == before
 
 
-def test_a_setup_thread_that_cannot_start_is_a_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import _thread
+def test_the_build_makes_the_pit_after_the_vcpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The PIT comes last (see vmm.builder: ~7 ms after the irqchip, or it waits for the kernel).
+    from vmm.kvm import system
 
-    def no_threads(*_args: object) -> int:
-        raise RuntimeError("can't start new thread")
+    calls: list[str] = []
+    vms: list[system.Vm] = []
+    for name in ("create_irqchip", "create_vcpu", "create_pit2", "add_memory"):
+        original = getattr(system.Vm, name)
 
-    interval = sys.getswitchinterval()
-    config = load_config(write_config(tmp_path, write_guest(tmp_path, HANG)))
+        def record(self: system.Vm, *args: object, _name: str = name, _original: object = original) -> object:
+            calls.append(_name)
+            vms.append(self)
+            return _original(self, *args)  # type: ignore[operator]
+
+        monkeypatch.setattr(system.Vm, name, record)
+    config_path = write_config(tmp_path, write_guest(tmp_path, HANG), vcpu_count=2)
     before = open_fds()
-    monkeypatch.setattr(_thread, "start_new_thread", no_threads)
-    with pytest.raises(VmmError, match="cannot start the vm-setup thread: can't start new thread"):
-        builder.start_vm(config)
+    machine = build(config_path, None)
+    machine.events.close()
+    vms[0].close()
+    vms[0].kvm.close()
+    machine.memory.close()
     assert open_fds() == before
-    assert sys.getswitchinterval() == interval
+    assert calls == ["add_memory", "create_irqchip", "create_vcpu", "create_vcpu", "create_pit2"]

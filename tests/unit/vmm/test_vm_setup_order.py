@@ -1,10 +1,11 @@
-"""The order `builder.VmSetup` issues the VM's ioctls in, and in which thread (a recording
-stand-in for `vmm.kvm.system`; the real ioctls are in tests/integration/vmm/test_vm_setup.py).
+"""The order `builder.VmSetup` issues the VM's ioctls in (a recording stand-in for
+`vmm.kvm.system`; the real ioctls, and the PIT after the vCPUs in a whole build, are in
+tests/integration/vmm/test_vm_setup.py).
 
 The order is a start-up matter: on our hosts an ioctl that waits for an SRCU grace period
 right after KVM_CREATE_IRQCHIP's burst of them returns only ~7 ms after that burst. Memory
-slots made before the irqchip cost ~0.2 ms; the PIT, which must follow the irqchip, waits in
-the `vm-setup` thread while the main thread goes on.
+slots made before the irqchip cost ~0.2 ms; the PIT, which must follow the irqchip, is made
+when the rest of the build has filled that time.
 """
 
 from __future__ import annotations
@@ -51,41 +52,38 @@ class RecordingKvm:
         self.calls.append((current_name(), "close kvm"))
 
 
-def test_slots_come_before_the_irqchip_and_the_pit_is_made_in_the_setup_thread() -> None:
+def test_slots_come_before_the_irqchip_and_the_pit_only_when_asked_for_once() -> None:
     kvm = RecordingKvm()
     memory = GuestMemory(5 << 30)  # two regions: below the 32-bit MMIO hole and above 4 GiB
-    setup = builder.VmSetup(kvm, memory, Timestamp.now())  # type: ignore[arg-type]
     try:
-        setup.start()
-        vm = setup.vm()
+        setup = builder.VmSetup(kvm, memory, Timestamp.now())  # type: ignore[arg-type]
+        assert kvm.calls == [
+            ("vmm", "create_vm"),
+            ("vmm", f"tss {builder.TSS_ADDRESS:#x}"),
+            ("vmm", "slot 0x0+0xc0000000"),
+            ("vmm", "slot 0x100000000+0x80000000"),
+            ("vmm", "irqchip"),
+        ]
+        setup.add_pit()
+        setup.add_pit()
+        assert kvm.calls[-2:] == [("vmm", "irqchip"), ("vmm", "pit2")]
     finally:
         memory.close()
-    assert kvm.calls == [
-        ("vmm", "create_vm"),
-        ("vmm", f"tss {builder.TSS_ADDRESS:#x}"),
-        ("vmm", "slot 0x0+0xc0000000"),
-        ("vmm", "slot 0x100000000+0x80000000"),
-        ("vmm", "irqchip"),
-        ("vm-setup", "pit2"),
-    ]
-    assert isinstance(vm, RecordingVm)
 
 
-def test_a_failing_pit_is_the_builds_error_and_a_discard_closes_everything() -> None:
-    class NoPit(RecordingVm):
-        def create_pit2(self) -> None:
-            raise OSError(12, "no memory for the PIT")
+def test_a_failing_irqchip_closes_everything_made() -> None:
+    class NoIrqchip(RecordingVm):
+        def create_irqchip(self) -> None:
+            raise OSError(12, "no memory for the irqchip")
 
     kvm = RecordingKvm()
-    kvm.create_vm = lambda: NoPit(kvm.calls)  # type: ignore[method-assign]
+    kvm.create_vm = lambda: NoIrqchip(kvm.calls)  # type: ignore[method-assign]
     memory = GuestMemory(2 << 20)
-    setup = builder.VmSetup(kvm, memory, Timestamp.now())  # type: ignore[arg-type]
-    setup.start()
     try:
-        setup.vm()
+        builder.VmSetup(kvm, memory, Timestamp.now())  # type: ignore[arg-type]
     except OSError as error:
-        assert error.strerror == "no memory for the PIT"
+        assert error.strerror == "no memory for the irqchip"
     else:
-        raise AssertionError("the PIT's failure was lost")
-    setup.discard()
+        raise AssertionError("the irqchip's failure was lost")
     assert kvm.calls[-2:] == [("vmm", "close"), ("vmm", "close kvm")]
+    assert not memory._maps  # unmapped

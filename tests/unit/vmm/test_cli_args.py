@@ -75,3 +75,34 @@ def test_random_argv_parses_or_fails_with_one_line(argv: list[str]) -> None:
         parse_arguments(argv)
     except ArgumentError as error:
         assert str(error) and "\n" not in str(error)
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_main_leaves_the_garbage_collector_as_it_found_it(collecting: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    # main() turns the collector off for the start-up; a run that starts no VM returns here.
+    import gc
+
+    was = gc.isenabled()
+    try:
+        (gc.enable if collecting else gc.disable)()
+        assert main(["--no-api"]) == 153
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert "needs --config-file" in capsys.readouterr().err
+
+
+def test_the_end_of_the_start_up_freezes_what_it_made_and_collects_again() -> None:
+    import subprocess
+    import sys
+
+    from support import PROJECT_ROOT
+
+    script = (
+        "import gc, sys; sys.path.insert(0, sys.argv[1]); from vmm import cli; gc.disable(); "
+        "made = [[] for _ in range(1000)]; cli._startup_over(); "
+        "print(gc.isenabled(), gc.get_freeze_count() >= 1000, gc.get_count()[0] < 100)"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", script, str(PROJECT_ROOT)],
+                            capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert result.stdout.split() == ["True", "True", "True"]

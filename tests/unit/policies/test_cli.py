@@ -139,3 +139,22 @@ def test_export_firecracker_round_trips(firecracker_reference: Path, capsys: pyt
     assert code == 0
     exported = policies.parser.policy_from_json(json.loads(out))
     assert compiler.compile_policy(exported) == compiler.compile_policy(policies.load_policy(source))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "jailer-policy: error: the following arguments are required: COMMAND (see --help)"),
+        (["bogus"], "jailer-policy: error: argument COMMAND: invalid choice: 'bogus'"),
+        (["compile"], "jailer-policy compile: error: the following arguments are required: policy (see --help)"),
+        (["compile", "--arch", "mips", "p.json"], "jailer-policy compile: error: argument --arch: invalid choice: 'mips'"),
+        (["check", "--no-such-option"], "jailer-policy check: error: "),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith(message), captured.err

@@ -313,8 +313,10 @@ def main() -> int:
         lines.append(f"| {ours.name}: `Guest-boot-time` (from VM build start) | {stats(guest_boot_time)} |")
     lines += [
         "",
-        f"Start-up ratio ours/QEMU (process start -> boot point, median): **{ratio:.2f}x** — target <= 0.5x: "
-        f"{'met' if ratio <= 0.5 else 'missed'} (started as the jail starts it: {launcher_ratio:.2f}x).",
+        f"Start-up ratio ours/QEMU (process start -> boot point, median), our VMM started as the jail starts it: "
+        f"**{launcher_ratio:.2f}x** — target <= 0.5x: {'met' if launcher_ratio <= 0.5 else 'missed'}.",
+        f"Through pip's `vmm` console script (its wrapper imports `re`, and `site` runs): **{ratio:.2f}x** — "
+        f"{'within' if ratio <= 0.5 else 'outside'} the target.",
         "",
         f"### Memory (PIO-loop guest running, max over {sum(len(v) for v in memory.values())} samples; guest RAM mapping excluded)",
         "",

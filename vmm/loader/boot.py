@@ -7,12 +7,10 @@ targets. The zero page (`bootparams`) is only built for the 64-bit Linux protoco
 
 from __future__ import annotations
 
-from vmm.loader.bzimage import is_bzimage, load_bzimage
 from vmm.loader.e820 import build_memory_map
 from vmm.loader.elf import is_elf, load_elf
 from vmm.loader.entry import KernelEntry
 from vmm.loader.errors import LoaderError
-from vmm.loader.initrd import place_initrd
 from vmm.loader.layout import (
     CMDLINE_ADDRESS,
     CMDLINE_MAX_SIZE,
@@ -20,7 +18,6 @@ from vmm.loader.layout import (
     PVH_START_INFO_ADDRESS,
     ZERO_PAGE_ADDRESS,
 )
-from vmm.loader.pvh import build_pvh_boot_info
 from vmm.paths import path_text
 
 TYPE_CHECKING = False  # no typing import at run time (start-up path: see `vmm`)
@@ -67,13 +64,9 @@ def load_kernel(
     kernel_path = path_text(kernel_path)
     image = _read(kernel_path, "kernel image")
     initrd_data = _read(path_text(initrd_path), "initrd") if initrd_path is not None else None
-    if is_bzimage(image):
-        loaded = load_bzimage(memory, image, kernel_path)
-        header = loaded.header
-        cmdline_limit = min(CMDLINE_MAX_SIZE, header.cmdline_size + 1) if header.cmdline_size else CMDLINE_MAX_SIZE
-        protocol, entry, kernel_end = "linux64", loaded.entry_address, loaded.kernel_end
-        initrd_address_max, setup_header = header.initrd_addr_max, header.raw
-    elif is_elf(image):
+    # Each protocol's modules are imported only for an image that needs them (start-up path:
+    # see `vmm`); an ELF is recognised first, by its magic, which no bzImage starts with.
+    if is_elf(image):
         elf = load_elf(memory, image, kernel_path)
         cmdline_limit = CMDLINE_MAX_SIZE
         kernel_end, setup_header = elf.kernel_end, None
@@ -83,19 +76,31 @@ def load_kernel(
         else:
             protocol, entry = "linux64", elf.entry_address
     else:
-        raise LoaderError(f"unknown kernel image format: {kernel_path}")
+        from vmm.loader.bzimage import is_bzimage, load_bzimage
+
+        if not is_bzimage(image):
+            raise LoaderError(f"unknown kernel image format: {kernel_path}")
+        loaded = load_bzimage(memory, image, kernel_path)
+        header = loaded.header
+        cmdline_limit = min(CMDLINE_MAX_SIZE, header.cmdline_size + 1) if header.cmdline_size else CMDLINE_MAX_SIZE
+        protocol, entry, kernel_end = "linux64", loaded.entry_address, loaded.kernel_end
+        initrd_address_max, setup_header = header.initrd_addr_max, header.raw
 
     memory.write(CMDLINE_ADDRESS, _encode_cmdline(cmdline, cmdline_limit))
     initrd = None
     if initrd_data is not None:
         if not initrd_data:
             raise LoaderError(f"initrd is empty: {initrd_path}")
+        from vmm.loader.initrd import place_initrd
+
         address = place_initrd(memory, len(initrd_data), kernel_end=kernel_end, address_max=initrd_address_max)
         memory.write(address, initrd_data)
         initrd = (address, len(initrd_data))
     memory_map = build_memory_map(memory.regions)
 
     if protocol == "pvh":
+        from vmm.loader.pvh import build_pvh_boot_info
+
         blobs = build_pvh_boot_info(
             cmdline_address=CMDLINE_ADDRESS, initrd=initrd, rsdp_address=rsdp_address, memory_map=memory_map
         )

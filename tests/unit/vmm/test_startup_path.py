@@ -79,3 +79,6 @@ def test_no_api_start_path_avoids_heavy_stdlib_modules(tmp_path: Path) -> None:
     modules = set(result.stdout.split())
     assert {"vmm.builder", "vmm.config", "vmm.loader.boot", "vmm.acpi.build", "vmm.kvm.system", "vmm.jsontext"} <= modules
     assert not NOT_ON_THE_START_PATH & modules, sorted(NOT_ON_THE_START_PATH & modules)
+    # A PVH guest without an initrd needs neither the bzImage loader nor initrd placement.
+    assert {"vmm.loader.elf", "vmm.loader.pvh"} <= modules
+    assert not {"vmm.loader.bzimage", "vmm.loader.bootparams", "vmm.loader.initrd"} & modules

@@ -159,6 +159,9 @@ def _read_index(data: bytes | mmap.mmap) -> tuple[bytes, bytes, dict[str, tuple[
     return form, magic, located
 
 
+_CODE_TYPE = type(bundle_path.__code__)
+
+
 class BundleFinder:
     """Finds and loads (PEP 451) the modules of one bundle whose sources are unchanged."""
 
@@ -191,10 +194,21 @@ class BundleFinder:
         return None  # the default module object
 
     def exec_module(self, module: object) -> None:
-        *_, offset, size = self._entries.pop(module.__spec__.name)  # type: ignore[attr-defined]
-        assert self._data is not None
-        with memoryview(self._data) as view, view[offset : offset + size] as code:
-            compiled = marshal.loads(code)
+        spec = module.__spec__  # type: ignore[attr-defined]
+        entry = self._entries.pop(spec.name, None)
+        compiled = None
+        if entry is not None and self._data is not None:
+            *_, offset, size = entry
+            try:
+                with memoryview(self._data) as view, view[offset : offset + size] as code:
+                    compiled = marshal.loads(code)
+            except (EOFError, ValueError, TypeError):
+                compiled = None
+        if type(compiled) is not _CODE_TYPE:
+            # Damaged inside a module's code (the index only says where it lies): the
+            # module's source, checked unchanged by `find_spec`, compiled as the path finder would.
+            with open(spec.origin, "rb") as stream:
+                compiled = compile(stream.read(), spec.origin, "exec", dont_inherit=True)
         exec(compiled, module.__dict__)  # noqa: S102 - our own compiled modules
 
     def close(self) -> None:

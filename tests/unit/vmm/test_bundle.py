@@ -138,3 +138,21 @@ def test_the_trees_own_bundle_is_fresh_or_absent() -> None:
         if (info.st_mtime_ns, info.st_size) == (mtime_ns, size):
             compiled = compile(Path(source_path).read_bytes(), source_path, "exec", dont_inherit=True)
             assert marshal.loads(code) == compiled, name  # (marshal's bytes vary with interning)
+
+
+def test_a_module_whose_code_is_damaged_is_compiled_from_its_source(tree: Path, tmp_path: Path) -> None:
+    # The index is whole and every entry lies inside the file, but vmm.config's code is not
+    # marshal data any more: the import must not fail with a traceback.
+    path = Path(bundle.build(str(tree), str(tmp_path / "b.bundle")))
+    data = bytearray(path.read_bytes())
+    length = int.from_bytes(data[:4], "little")
+    _form, _magic, index = marshal.loads(bytes(data[4 : 4 + length]))
+    offset, size = index["vmm.config"][4:]
+    start = 4 + length + offset
+    data[start : start + size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+    lines = probe(tree, path)
+    assert lines[0] == "True"
+    assert lines[1] == f"vmm.config BundleFinder {tree}/vmm/config.py"
+    assert lines[4] == "False"  # the source's code, run
+    assert lines[2].split()[1] == lines[3].split()[1] == "BundleFinder"

@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     finally:  # reached only by a run that did not start a VM (that one leaves with os._exit)
-        if collecting:
-            gc.enable()
+        # API mode turns it on (`_startup_over`) before its build, which may still fail.
+        (gc.enable if collecting else gc.disable)()
 
 
 def _main(argv: list[str] | None) -> int:

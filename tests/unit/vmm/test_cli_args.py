@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vmm.cli import ArgumentError, main, parse_arguments
@@ -106,3 +108,23 @@ def test_the_end_of_the_start_up_freezes_what_it_made_and_collects_again() -> No
     result = subprocess.run([sys.executable, "-I", "-c", script, str(PROJECT_ROOT)],
                             capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     assert result.stdout.split() == ["True", "True", "True"]
+
+
+def test_an_api_run_stopped_before_its_vm_leaves_the_collector_off_if_it_was(tmp_path: Path) -> None:
+    # API mode turns the collector on before the API serves; Ctrl-C (or a failed build)
+    # before any VM starts must still leave main() with the collector as it found it.
+    import subprocess
+    import sys
+
+    from support import PROJECT_ROOT
+
+    script = (
+        "import gc, sys; sys.path.insert(0, sys.argv[1]); from vmm import api, cli; gc.disable()\n"
+        "def interrupted(self): raise KeyboardInterrupt\n"
+        "api.ApiServer.start = interrupted\n"
+        "status = cli.main(['--api-sock', sys.argv[2], '--no-seccomp'])\n"
+        "print(status, gc.isenabled())\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", script, str(PROJECT_ROOT), str(tmp_path / "api.sock")],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.stdout.split() == ["130", "False"], result.stderr

@@ -51,6 +51,8 @@ class _Parser(argparse.ArgumentParser):
     subcommands' parsers are of this class too (argparse makes them with the parent's)."""
 
     def error(self, message: str) -> NoReturn:
+        # "unrecognized arguments" quotes the arguments raw: a newline in one stays escaped.
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
 

@@ -149,6 +149,7 @@ def test_export_firecracker_round_trips(firecracker_reference: Path, capsys: pyt
         (["compile"], "jailer-policy compile: error: the following arguments are required: policy (see --help)"),
         (["compile", "--arch", "mips", "p.json"], "jailer-policy compile: error: argument --arch: invalid choice: 'mips'"),
         (["check", "--no-such-option"], "jailer-policy check: error: "),
+        (["compile", "p.json", "--x\ny"], "jailer-policy: error: unrecognized arguments: --x\\ny (see --help)"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

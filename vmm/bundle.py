@@ -214,7 +214,10 @@ class BundleFinder:
     def close(self) -> None:
         self._entries = {}
         if self._data is not None:
-            self._data.close()
+            try:
+                self._data.close()
+            except BufferError:  # another thread's import is reading it: unmapped after that
+                pass
             self._data = None
 
 

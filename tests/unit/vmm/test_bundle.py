@@ -156,3 +156,19 @@ def test_a_module_whose_code_is_damaged_is_compiled_from_its_source(tree: Path, 
     assert lines[1] == f"vmm.config BundleFinder {tree}/vmm/config.py"
     assert lines[4] == "False"  # the source's code, run
     assert lines[2].split()[1] == lines[3].split()[1] == "BundleFinder"
+
+
+def test_release_while_another_thread_reads_the_mapping(tree: Path, tmp_path: Path) -> None:
+    # An API-thread import in exec_module holds a view of the mapping when Machine.run releases.
+    path = bundle.build(str(tree), str(tmp_path / "b.bundle"))
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from vmm import bundle\n"
+        "assert bundle.install(sys.argv[2]); finder = bundle._installed[0]\n"
+        "view = memoryview(finder._data)\n"
+        "bundle.release()\n"
+        "print(finder in sys.meta_path, finder._data, view[:4].tobytes() != b'')\n"
+        "view.release()\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-B", "-c", script, str(tree), path],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.stdout.split() == ["False", "None", "True"], result.stderr

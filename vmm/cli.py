@@ -342,11 +342,12 @@ def _run(arguments: Arguments) -> int:
 
     bundle.install()  # the rest of the start path comes from one file (see `vmm.bundle`)
     from vmm import builder
-    from vmm.config import load_config
+    from vmm.config import parse_config, read_config_document
     from vmm.threads import set_os_thread_name
 
     set_os_thread_name("vmm")
-    config = load_config(arguments.config_file) if arguments.config_file else None
+    document = read_config_document(arguments.config_file) if arguments.config_file else None
+    config = parse_config(document) if arguments.config_file else None
     outputs = Outputs(_open_logger(arguments, config.logger if config else None), _open_metrics(arguments, config))
     api_socket = None
     if not arguments.no_api:
@@ -380,7 +381,7 @@ def _run(arguments: Arguments) -> int:
         machine = _build(config, options, outputs, setup)
         _startup_over()
         return machine.run()
-    return _run_with_api(arguments, api_socket, config, options, outputs, setup)
+    return _run_with_api(arguments, api_socket, config, document, options, outputs, setup)
 
 
 def _compile_filters(arguments: Arguments, with_api: bool) -> dict[str, bytes]:
@@ -431,13 +432,14 @@ def _run_with_api(
     arguments: Arguments,
     api_socket: socket.socket,
     config: VmConfig | None,
+    document: object,
     options: VmmOptions,
     outputs: Outputs,
     setup: VmSetup | None,
 ) -> int:
-    """The API thread collects the configuration (unless a file gave it); the main thread
-    builds the VM when `InstanceStart` arrives, answering the API with the outcome."""
-    import json
+    """The API thread collects the configuration (unless a file gave it: ``document``, the
+    file's JSON as read once); the main thread builds the VM when `InstanceStart` arrives,
+    answering the API with the outcome."""
     import queue
 
     from vmm import __version__, api
@@ -451,18 +453,21 @@ def _run_with_api(
         requests.put((document, answer))
         return answer.get()
 
-    document = None
-    if config is not None and arguments.config_file:
-        with open(arguments.config_file) as stream:
-            document = json.loads(stream.read())
-    state = api.ApiState(options.instance_id, __version__, document)
-    server = api.ApiServer(
-        api_socket,
-        state,
-        start_instance=start_instance,
-        flush_metrics=lambda: outputs.metrics.flush(),
-        filter_program=options.filters["api"] if options.filters is not None else None,
-    )
+    try:
+        state = api.ApiState(options.instance_id, __version__, document if config is not None else None)
+        server = api.ApiServer(
+            api_socket,
+            state,
+            start_instance=start_instance,
+            flush_metrics=lambda: outputs.metrics.flush(),
+            filter_program=options.filters["api"] if options.filters is not None else None,
+        )
+    except BaseException as error:
+        if setup is not None:
+            setup.discard()
+        if isinstance(error, OSError):
+            raise VmmError(f"cannot start the API server: {error.strerror or error}") from None
+        raise
     _startup_over()  # before the API thread serves: a client's requests are no start-up
     server.start()
     machine = _build(config, options, outputs, setup) if config is not None else None

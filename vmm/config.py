@@ -389,6 +389,12 @@ def parse_config(document: Any) -> VmConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> VmConfig:
+    return parse_config(read_config_document(path))
+
+
+def read_config_document(path: str | os.PathLike[str]) -> Any:
+    """The JSON document of the config file at ``path``, read once (the API serves it as the
+    VM's configuration; reading the file again could see another one)."""
     # The toolchain's reader (os-level calls, 64 KiB reads: see there). Imported here, not at
     # the top: the filters' set-up imports `jailer.policies` anyway, and only a config needs it.
     from jailer.policies import PolicyError, read_regular_file
@@ -413,7 +419,7 @@ def load_config(path: str | os.PathLike[str]) -> VmConfig:
         raise ConfigError(f"{path}: duplicate key {duplicate.key!r}") from None
     except ValueError as error:  # an integer beyond Python's 4300-digit conversion limit
         raise ConfigError(f"{path}: invalid JSON: {str(error).split(';')[0]}") from None
-    return parse_config(document)
+    return document
 
 
 MAX_XAPIC_VCPUS = 255  # MADT processor-local-APIC entries carry 8-bit APIC ids

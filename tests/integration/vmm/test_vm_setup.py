@@ -110,3 +110,25 @@ def test_the_build_makes_the_pit_after_the_vcpus(tmp_path: Path, monkeypatch: py
     machine.memory.close()
     assert open_fds() == before
     assert calls == ["add_memory", "create_irqchip", "create_vcpu", "create_vcpu", "create_pit2"]
+
+
+def test_an_api_server_that_cannot_start_is_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vmm import api, bundle, cli
+
+    def no_server(*_args: object, **_kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(api, "ApiServer", no_server)
+    config = write_config(tmp_path, write_guest(tmp_path, HANG))
+    socket_path = tmp_path / "api.sock"
+    before = open_fds()
+    try:
+        status = cli.main(["--config-file", str(config), "--api-sock", str(socket_path), "--no-seccomp"])
+    finally:
+        bundle.release()  # main() installed the start-path bundle in this process
+    assert status == 1
+    assert capsys.readouterr().err.splitlines()[-1] == "vmm: cannot start the API server: Too many open files"
+    assert not socket_path.exists()
+    assert open_fds() == before  # the VM, /dev/kvm and the API socket are closed

@@ -55,7 +55,6 @@ def choose_filter(*, policy_path: str | None, category: str | None, disabled: bo
     else:
         path = policy_path
         category = category or "jail"
-        _require_regular_file(path)
     stored = _stored_program(path, category)
     if stored is not None:
         return SeccompChoice(description=f"{path} category {category}", program=stored)
@@ -74,8 +73,10 @@ def choose_filter(*, policy_path: str | None, category: str | None, disabled: bo
         from jailer.errors import os_error_text
 
         raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail=os_error_text(error)) from None
-    except Exception as error:  # the toolchain's parse errors: one line, never a traceback
-        raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail=_one_line(error)) from None
+    except Exception as error:  # the toolchain's errors: one line, never a traceback
+        # A PolicyError about the file itself says why in `reason` (a FIFO is refused unread).
+        detail = getattr(error, "reason", None) or _one_line(error)
+        raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail=detail) from None
     if not _has_category(policy, category):
         raise JailerError(ErrorKind.SECCOMP_CATEGORY, category=category, path=path)
     try:
@@ -83,24 +84,6 @@ def choose_filter(*, policy_path: str | None, category: str | None, disabled: bo
     except Exception as error:
         raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail=_one_line(error)) from None
     return SeccompChoice(description=f"{path} category {category}", program=program)
-
-
-def _require_regular_file(path: str) -> None:
-    """Refuse a policy path that is no regular file before anything reads it (a FIFO would
-    block the reader forever; a directory or device is no policy either)."""
-    import os
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        from jailer.errors import os_error_text
-
-        raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail=os_error_text(error)) from None
-    except ValueError:  # an embedded NUL: unreachable from argv
-        raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail="not a valid path") from None
-    if not stat.S_ISREG(mode):
-        raise JailerError(ErrorKind.SECCOMP_POLICY, path=path, detail="not a regular file")
 
 
 def _stored_program(path: str, category: str) -> bytes | None:

@@ -404,9 +404,8 @@ def read_config_document(path: str | os.PathLike[str]) -> Any:
         text = read_regular_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except PolicyError:  # a FIFO, directory or device: refused before it is read (or waited on)
-        detail = "not a valid path" if "\0" in path else "not a regular file"
-        raise ConfigError(f"cannot read config file {path}: {detail}") from None
+    except PolicyError as error:  # a FIFO, directory or device: refused before it is read
+        raise ConfigError(f"cannot read config file {path}: {error.reason}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {getattr(error, 'strerror', None) or error}") from None
     try:

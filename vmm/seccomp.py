@@ -65,6 +65,8 @@ def compile_filters(policy_path: Path | None, categories: list[str]) -> dict[str
             raise VmmError(f"seccomp policy {policy.source}: no category {missing[0]!r} (needs {', '.join(categories)})")
         return {name: compile_category(policy, name, arch="x86_64") for name in categories}
     except PolicyError as error:
+        if error.reason is not None:  # the file itself (a FIFO is refused unread, not waited on)
+            raise VmmError(f"seccomp policy {error.path}: {error.reason}") from None
         raise VmmError(f"seccomp policy: {error}") from None
 
 

@@ -35,7 +35,8 @@ def load_policy(path: str | Path) -> Policy:
     try:
         return parser.load_policy(path)
     except OSError as error:
-        raise PolicyError(f"{path}: cannot read the policy: {error.strerror or error}") from None
+        reason = error.strerror or str(error)
+        raise PolicyError(f"{path}: cannot read the policy: {reason}", path=os.fspath(path), reason=reason) from None
 
 
 def read_regular_file(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
@@ -51,19 +52,20 @@ def read_regular_file(path: str | os.PathLike[str], limit: int | None = None) ->
     64 KiB reads: a larger read() buffer, then shrunk to what came, costs an mremap, which the
     jail's outer allowlist does not grant the VMM.
     """
+    name = os.fspath(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except ValueError:  # an embedded NUL byte
-        raise PolicyError(f"{os.fspath(path)!r} is not a valid path") from None
+        raise PolicyError(f"{name!r} is not a valid path", path=name, reason="not a valid path") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise PolicyError(f"{os.fspath(path)} is not a regular file")
+            raise PolicyError(f"{name} is not a regular file", path=name, reason="not a regular file")
         chunks = []
         size = 0
         while chunk := os.read(fd, 1 << 16):
             size += len(chunk)
             if limit is not None and size > limit:
-                raise OSError(27, "file too large", os.fspath(path))  # EFBIG
+                raise OSError(27, "file too large", name)  # EFBIG
             chunks.append(chunk)
         return b"".join(chunks)
     finally:

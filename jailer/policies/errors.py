@@ -12,7 +12,13 @@ class PolicyError(ValueError):
     """A policy or filter the toolchain cannot accept; `str()` is a complete one-line message.
 
     A ValueError, so callers that guard against bad input generically (the jailer) catch it.
+    When a named file could not be read as one (`read_regular_file` refused it, or it failed
+    to open), `path` and `reason` ("not a regular file", "not a valid path", the strerror) are
+    set, so callers that name the file their own way (the jailer's and the VMM's policy and
+    config errors) can say why without parsing the message.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, path: str | None = None, reason: str | None = None) -> None:
         super().__init__(" ".join(message.split()))
+        self.path = path
+        self.reason = reason
